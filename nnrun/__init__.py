@@ -1,0 +1,3 @@
+"""nnrun: train PyTorch models from one YAML file."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from nnrun.cli import app
+
+app(prog_name="nnrun")

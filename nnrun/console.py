@@ -1,0 +1,67 @@
+"""The terminal: one rich Console for output, one for errors, and the run's train.log mirror."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def print_error(message: str) -> None:
+    """`error: <what> (<how to fix>)` as one red line on stderr."""
+    err_console.print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
+
+
+class RunLog:
+    """Prints to the console and the same text, without colours, to the run's train.log."""
+
+    def __init__(self, path: Path | None = None, *, quiet_console: bool = False):
+        self.quiet_console = quiet_console  # a live progress bar shows epochs instead of one line each
+        self._file = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115 - closed in close()
+        self._log = Console(file=self._file, width=120, highlight=False, color_system=None) if path else None
+
+    def print(self, renderable: RenderableType = "", *, console_too: bool = True) -> None:
+        """Show a line (rich markup allowed) or a table, and record it in train.log."""
+        if console_too:
+            console.print(renderable, soft_wrap=isinstance(renderable, str))
+        if self._log:
+            self._log.print(renderable, soft_wrap=isinstance(renderable, str))
+            self._file.flush()
+
+    def epoch(self, markup: str) -> None:
+        """A per-epoch line: always in train.log, on the console only when no progress bar shows it."""
+        self.print(markup, console_too=not self.quiet_console)
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()
+            self._file = self._log = None
+
+
+def model_table(summary) -> Table:
+    """The model summary (a `nnrun.models.ModelSummary`) as a rich table."""
+    table = Table(title="model", title_justify="left", show_footer=True)
+    table.add_column("layer", footer="total")
+    table.add_column("type")
+    table.add_column("output shape")
+    table.add_column("parameters", justify="right", footer=f"{summary.total_params:,}")
+    for row in summary.rows:
+        shape = "(batch, " + ", ".join(str(d) for d in row.output_shape[1:]) + ")"
+        table.add_row(row.name, row.kind, shape, f"{row.params:,}")
+    return table
+
+
+def metrics_table(title: str, metrics: dict[str, float | None]) -> Table:
+    """A two-column table of named numbers (the scalar entries of a test report)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        if isinstance(value, (int, float)) or value is None:
+            table.add_row(name, "n/a" if value is None else f"{value:.4f}")
+    return table

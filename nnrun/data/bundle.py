@@ -1,0 +1,108 @@
+"""From a data config to tensors on the device: build the table, split it, fit preprocessing on train."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from nnrun.config import DataConfig
+from nnrun.data.datasets import DATASETS, Table
+from nnrun.data.preprocessing import FeaturePreprocessor, TargetScaler
+from nnrun.data.splits import split_indices
+from nnrun.errors import UserError
+
+
+@dataclass
+class SplitTensors:
+    """One split on the device: inputs, targets, and the row numbers they came from."""
+
+    x: torch.Tensor  # (rows, *in_shape) float32
+    y: torch.Tensor  # (rows,) int64 class indices, or (rows, targets) float32 scaled targets
+    rows: np.ndarray  # (rows,) indices into the dataset's table
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass
+class DataBundle:
+    """Everything the loop and the checkpoint need to know about the data."""
+
+    task: str
+    class_names: list[str] | None
+    feature_names: list[str]
+    in_shape: tuple[int, ...]
+    n_targets: int
+    splits: dict[str, SplitTensors]
+    preprocessing: dict[str, Any]  # plain-typed state: {"features": ..., "target": ... or None}
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def train(self) -> SplitTensors:
+        return self.splits["train"]
+
+    @property
+    def val(self) -> SplitTensors:
+        return self.splits["val"]
+
+    @property
+    def test(self) -> SplitTensors | None:
+        return self.splits["test"] if len(self.splits["test"]) else None
+
+
+def load_data(cfg: DataConfig, *, seed: int, device: torch.device) -> DataBundle:
+    """Build the dataset, split it with `seed`, fit the preprocessing on train, move the splits to `device`."""
+    try:
+        table = DATASETS.build(cfg.type, **cfg.kwargs)
+    except ValueError as exc:
+        raise UserError(f"data '{cfg.type}' could not be built: {exc} (fix the data settings)") from None
+    _check_table(table, cfg.type)
+    notes: list[str] = []
+    n_rows = len(table.features)
+    if cfg.split.all:
+        every = np.arange(n_rows)
+        index = {"train": every, "val": every, "test": every}
+        notes.append(f"data.split=all: train, val and test are the same {n_rows} rows, so no metric is held-out")
+    else:
+        stratify = table.target if table.task == "classification" else None
+        index, split_notes = split_indices(n_rows, val=cfg.split.val, test=cfg.split.test, seed=seed,
+                                           stratify=stratify)
+        notes += split_notes
+
+    # Statistics come from the train rows only, then are applied unchanged to val and test.
+    features = FeaturePreprocessor(cfg.scale).fit(table.features.iloc[index["train"]])
+    target = None
+    if table.task == "regression":
+        target = TargetScaler(cfg.target_scale).fit(table.target[index["train"]])
+
+    splits = {}
+    for name, rows in index.items():
+        x = features.transform(table.features.iloc[rows])
+        y = table.target[rows] if target is None else target.transform(table.target[rows])
+        splits[name] = SplitTensors(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), rows)
+    n_targets = 1 if table.target.ndim == 1 else table.target.shape[1]
+    return DataBundle(
+        task=table.task,
+        class_names=table.class_names,
+        feature_names=features.feature_names,
+        in_shape=(len(features.feature_names),),
+        n_targets=n_targets,
+        splits=splits,
+        preprocessing={"features": features.state_dict(), "target": target.state_dict() if target else None},
+        notes=notes,
+    )
+
+
+def _check_table(table: Table, name: str) -> None:
+    if len(table.features) < 3:
+        raise UserError(f"data '{name}' has {len(table.features)} rows, too few to train on "
+                        f"(give at least 3 rows)")
+    if table.task == "classification":
+        classes = np.unique(table.target)
+        if len(classes) < 2:
+            raise UserError(f"data '{name}' has a single class, nothing to classify (give at least two classes)")
+    elif not np.isfinite(table.target).all():
+        raise UserError(f"data '{name}' has missing or infinite target values (drop those rows)")

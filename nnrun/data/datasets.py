@@ -1,0 +1,109 @@
+"""Datasets: each builder returns a `Table` of raw features and targets, before any splitting or scaling.
+
+The bundled scikit-learn datasets ship inside the package (no download). The synthetic ones take
+`n_samples`, `noise` and their own `seed`, so the data stays the same when the training seed changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn import datasets as skd
+
+from nnrun.registry import Registry
+
+DATASETS = Registry("datasets")
+
+
+@dataclass
+class Table:
+    """Raw tabular data: a feature frame, the target, and what the target means."""
+
+    features: pd.DataFrame
+    target: np.ndarray  # classification: int class codes (rows,); regression: float (rows,) or (rows, targets)
+    task: str  # "classification" | "regression"
+    class_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.task == "classification":
+            self.target = np.asarray(self.target, dtype=np.int64)
+        else:
+            self.target = np.asarray(self.target, dtype=np.float64)
+
+
+def _bundled(loader, task: str) -> Table:
+    bunch = loader(as_frame=True)
+    class_names = [str(n) for n in bunch.target_names] if task == "classification" else None
+    return Table(bunch.data, bunch.target.to_numpy(), task, class_names)
+
+
+@DATASETS.register("iris", task="classification")
+def iris() -> Table:
+    """Fisher's iris: 150 flowers, 4 measurements, 3 species."""
+    return _bundled(skd.load_iris, "classification")
+
+
+@DATASETS.register("breast_cancer", task="classification")
+def breast_cancer() -> Table:
+    """Wisconsin breast cancer: 569 tumours, 30 features, malignant or benign."""
+    return _bundled(skd.load_breast_cancer, "classification")
+
+
+@DATASETS.register("wine", task="classification")
+def wine() -> Table:
+    """Wine recognition: 178 wines, 13 chemical features, 3 cultivars."""
+    return _bundled(skd.load_wine, "classification")
+
+
+@DATASETS.register("digits", task="classification")
+def digits() -> Table:
+    """Handwritten digits: 1,797 images of 8x8 pixels as 64 features, 10 classes."""
+    return _bundled(skd.load_digits, "classification")
+
+
+@DATASETS.register("diabetes", task="regression")
+def diabetes() -> Table:
+    """Diabetes progression: 442 patients, 10 features, a disease score one year later."""
+    return _bundled(skd.load_diabetes, "regression")
+
+
+@DATASETS.register("make_regression", task="regression")
+def make_regression(*, n_samples: int = 100, n_features: int = 1, n_informative: int | None = None,
+                    noise: float = 20.0, bias: float = 0.0, seed: int = 0) -> Table:
+    """Random linear regression problem (sklearn make_regression) with Gaussian noise of std `noise`."""
+    x, y = skd.make_regression(n_samples=n_samples, n_features=n_features, noise=noise, bias=bias,
+                               n_informative=n_informative or n_features, random_state=seed)
+    return Table(_frame(x), y, "regression")
+
+
+@DATASETS.register("make_classification", task="classification")
+def make_classification(*, n_samples: int = 200, n_features: int = 4, n_informative: int = 2, n_classes: int = 2,
+                        class_sep: float = 1.0, noise: float = 0.01, seed: int = 0) -> Table:
+    """Random classification problem (sklearn make_classification); `noise` is the fraction of flipped labels."""
+    x, y = skd.make_classification(n_samples=n_samples, n_features=n_features, n_informative=n_informative,
+                                   n_redundant=0, n_classes=n_classes, class_sep=class_sep, flip_y=noise,
+                                   random_state=seed)
+    return Table(_frame(x), y, "classification", [f"class_{i}" for i in range(n_classes)])
+
+
+@DATASETS.register("moons", task="classification")
+def moons(*, n_samples: int = 200, noise: float = 0.1, seed: int = 0) -> Table:
+    """Two interleaving half circles in 2-D: a small non-linear binary problem."""
+    x, y = skd.make_moons(n_samples=n_samples, noise=noise, random_state=seed)
+    return Table(_frame(x), y, "classification", ["moon_0", "moon_1"])
+
+
+@DATASETS.register("product", task="regression")
+def product(*, n_samples: int = 1000, noise: float = 0.0, low: float = 1.0, high: float = 10.0,
+            seed: int = 0) -> Table:
+    """y = x1 * x2 with x1, x2 uniform in [low, high), plus Gaussian noise of std `noise`."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(low, high, size=(n_samples, 2))
+    y = x[:, 0] * x[:, 1] + rng.normal(0.0, noise, size=n_samples)
+    return Table(_frame(x), y, "regression")
+
+
+def _frame(x: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(x, columns=[f"x{i + 1}" for i in range(x.shape[1])])

@@ -1,0 +1,336 @@
+"""The training loop: train_one_epoch -> evaluate -> metrics row -> checkpoint -> scheduler.step()."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import platform
+import random
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+
+import nnrun
+from nnrun.checkpoints import save_checkpoint
+from nnrun.console import RunLog, console
+from nnrun.data.batching import Batches
+from nnrun.data.bundle import SplitTensors
+from nnrun.errors import Interrupted
+from nnrun.experiment import Experiment
+from nnrun.metrics import EPOCH_METRICS, classification_report, epoch_columns, regression_report
+from nnrun.runs import MetricsWriter, Run
+from nnrun.tasks import Task
+
+EVAL_BATCH = 1024  # rows per forward pass when evaluating; results do not depend on it
+CHECKPOINT_INTERVAL = 10.0  # seconds between checkpoint writes; a run's end and an interrupt always write
+
+
+@dataclass
+class LoopState:
+    """Where training stands after an epoch: enough to pick the best epoch, stop early, and resume."""
+
+    epoch: int = 0  # last finished epoch
+    best_value: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def improved(self, value: float, mode: str, min_delta: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.best_value is None:
+            return True
+        return value < self.best_value - min_delta if mode == "min" else value > self.best_value + min_delta
+
+
+def train_one_epoch(model: nn.Module, batches: Batches, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                    *, task: Task, step_scheduler: Any = None) -> tuple[float, float | None]:
+    """One pass over the training batches: (mean loss, accuracy for classification or None)."""
+    model.train()
+    device = batches.x.device
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    for x, y in batches:
+        output = model(x)  # (batch, outputs)
+        loss = loss_fn(output, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step_scheduler is not None:
+            step_scheduler.step()
+        # Accumulate on the device: one host sync per epoch, not per batch.
+        total_loss += loss.detach() * len(x)
+        if task.kind == "classification":
+            correct += task.correct(output.detach(), y)
+        seen += len(x)
+    accuracy = correct.item() / seen if task.kind == "classification" else None
+    return (total_loss / seen).item(), accuracy
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: SplitTensors, loss_fn: nn.Module) -> tuple[float, torch.Tensor]:
+    """Mean loss over a split, and the model's outputs for every row (rows, outputs)."""
+    model.eval()
+    output = torch.cat([model(x) for x, _ in Batches(split.x, split.y, EVAL_BATCH)])
+    return loss_fn(output, split.y).item(), output
+
+
+def test_report(exp: Experiment, split: SplitTensors) -> dict[str, Any]:
+    """Loss and the full metric report for a split, regression metrics in original units."""
+    loss, output = evaluate(exp.model, split, exp.loss_fn)
+    task = exp.task
+    if task.kind == "classification":
+        report = classification_report(split.y.cpu().numpy(), task.probabilities(output).cpu().numpy(),
+                                       task.class_names)
+    else:
+        report = regression_report(task.to_units(split.y).cpu().numpy(), task.to_units(output).cpu().numpy())
+    return {"loss": loss, **report}
+
+
+def fit(exp: Experiment, run: Run, log: RunLog) -> dict[str, Any]:
+    """Train for `epochs`, keeping the best and last checkpoints; returns the summary written to summary.json."""
+    cfg, task = exp.config, exp.task
+    stopping = cfg.early_stopping
+    state = LoopState()
+    metrics = MetricsWriter(run.metrics_path, epoch_columns(task.kind))
+    step_scheduler = exp.scheduler if exp.scheduler_interval == "step" else None
+    best_weights: dict[str, torch.Tensor] | None = None
+    saver = _CheckpointSaver(run, state.history)
+    stop_reason, stop_detail = "completed", f"ran all {cfg.epochs} epochs"
+    started = time.perf_counter()
+
+    with _progress(cfg.epochs, enabled=log.quiet_console) as bar, _sigterm_as_interrupt():
+        try:
+            for epoch in range(state.epoch + 1, cfg.epochs + 1):
+                epoch_start = time.perf_counter()
+                lr = exp.optimizer.param_groups[0]["lr"]
+                train_loss, train_accuracy = train_one_epoch(exp.model, exp.train_batches, exp.loss_fn,
+                                                             exp.optimizer, task=task, step_scheduler=step_scheduler)
+                train_seconds = time.perf_counter() - epoch_start
+                if not math.isfinite(train_loss):
+                    stop_reason = "non_finite_loss"
+                    stop_detail = (f"train loss became {train_loss} at epoch {epoch}; kept the checkpoints of "
+                                   f"epoch {state.epoch} (lower optimizer.lr, or check the data for extreme values)")
+                    break
+
+                # evaluate, then record the epoch
+                val_loss, val_output = evaluate(exp.model, exp.data.val, exp.loss_fn)
+                row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss}
+                if task.kind == "classification":
+                    row["train_accuracy"] = train_accuracy
+                row.update({f"val_{k}": v for k, v in task.epoch_metrics(val_output, exp.data.val.y).items()})
+                row["train_seconds"] = train_seconds
+                row["epoch_seconds"] = time.perf_counter() - epoch_start
+                metrics.write(row)
+                state.history.append(row)
+                state.epoch = epoch
+
+                # checkpoint: best by the monitored metric, last every epoch (written at most every few seconds)
+                monitored = row[stopping.monitor]
+                if state.improved(monitored, stopping.mode, stopping.min_delta):
+                    state.best_value, state.best_epoch, state.bad_epochs = monitored, epoch, 0
+                    best_weights = _clone(exp.model.state_dict())
+                else:
+                    state.bad_epochs += 1
+                saver.update(best=_checkpoint(exp, state, weights=best_weights) if state.best_epoch == epoch else None,
+                             last=_checkpoint(exp, state, training=True))
+
+                if exp.scheduler is not None and step_scheduler is None:
+                    if exp.scheduler_interval == "epoch" and hasattr(exp.scheduler, "best"):
+                        exp.scheduler.step(monitored)  # ReduceLROnPlateau
+                    else:
+                        exp.scheduler.step()
+
+                log.epoch(_epoch_line(row, cfg.epochs, task.kind))
+                bar(epoch, row, task.kind)
+
+                # stop early?
+                if stopping.stop_at is not None and _reached(monitored, stopping.stop_at, stopping.mode):
+                    sign = "<=" if stopping.mode == "min" else ">="
+                    stop_reason = "stop_at"
+                    stop_detail = f"{stopping.monitor} {monitored:.6g} {sign} stop_at {stopping.stop_at} at epoch {epoch}"
+                    break
+                if stopping.patience is not None and state.bad_epochs >= stopping.patience:
+                    stop_reason = "early_stopping"
+                    stop_detail = (f"{stopping.monitor} did not improve by more than {stopping.min_delta} for "
+                                   f"{stopping.patience} epochs (best at epoch {state.best_epoch})")
+                    break
+        except (KeyboardInterrupt, Interrupted):
+            stop_reason, stop_detail = "interrupted", f"interrupted after epoch {state.epoch}"
+        finally:
+            saver.flush()
+            metrics.close()
+
+    # test the best weights
+    test = None
+    if best_weights is not None and stop_reason != "interrupted":
+        exp.model.load_state_dict(best_weights)
+        test = test_report(exp, exp.data.test) if exp.data.test is not None else None
+    summary = _summary(exp, run, state, stop_reason, stop_detail, test, time.perf_counter() - started)
+    run.summary_path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    if stop_reason == "interrupted":
+        raise Interrupted(stop_detail)
+    return summary
+
+
+class _CheckpointSaver:
+    """Writes best.pth and last.pth, at most every CHECKPOINT_INTERVAL seconds; `flush` writes what is pending.
+
+    Tiny models train thousands of epochs a second, where a write each epoch would dominate the run; the
+    pending snapshot keeps an interrupt exact, because it is always the state of the last finished epoch.
+    """
+
+    def __init__(self, run: Run, history: list[dict[str, float]]):
+        self.paths = {"best": run.best_path, "last": run.last_path}
+        self.history = history  # append-only: a snapshot keeps how many rows it had
+        self.pending: dict[str, tuple[dict[str, Any], int]] = {}
+        self.last_write = -math.inf
+
+    def update(self, *, best: dict[str, Any] | None, last: dict[str, Any]) -> None:
+        if best is not None:
+            self.pending["best"] = (best, len(self.history))
+        self.pending["last"] = (last, len(self.history))
+        if time.monotonic() - self.last_write >= CHECKPOINT_INTERVAL:
+            self.flush()
+
+    def flush(self) -> None:
+        for name in ("best", "last"):
+            if name in self.pending:
+                checkpoint, rows = self.pending.pop(name)
+                save_checkpoint(self.paths[name], {**checkpoint, "metrics": self.history[:rows]})
+        self.last_write = time.monotonic()
+
+
+def _checkpoint(exp: Experiment, state: LoopState, *, weights: dict[str, torch.Tensor] | None = None,
+                training: bool = False) -> dict[str, Any]:
+    """Everything eval needs (weights, config, preprocessing, classes); with `training`, also what resume needs.
+
+    The saver adds `metrics`, the rows of metrics.csv up to this epoch.
+    """
+    data = exp.data
+    checkpoint = {
+        "config": exp.config.to_dict(),
+        "model": weights if weights is not None else _clone(exp.model.state_dict()),
+        "data": {"task": data.task, "class_names": data.class_names, "feature_names": data.feature_names,
+                 "in_shape": list(data.in_shape), "n_targets": data.n_targets, "preprocessing": data.preprocessing},
+        "epoch": state.best_epoch if weights is not None else state.epoch,
+        "versions": _versions(),
+    }
+    if training:
+        checkpoint["optimizer"] = copy.deepcopy(exp.optimizer.state_dict())
+        checkpoint["scheduler"] = copy.deepcopy(exp.scheduler.state_dict()) if exp.scheduler else None
+        checkpoint["loop"] = {k: v for k, v in asdict(state).items() if k != "history"}
+        checkpoint["rng"] = {
+            "torch": torch.get_rng_state(),
+            "shuffle": exp.train_batches.generator.get_state(),
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if exp.device.type == "cuda" else None,
+        }
+    return checkpoint
+
+
+def _summary(exp: Experiment, run: Run, state: LoopState, stop_reason: str, stop_detail: str,
+             test: dict[str, Any] | None, seconds: float) -> dict[str, Any]:
+    cfg = exp.config
+    by_epoch = {row["epoch"]: row for row in state.history}
+    metric_names = ["loss", *[m.removeprefix("val_") for m in EPOCH_METRICS[exp.task.kind] if m.startswith("val_")]]
+
+    def val_of(row: dict[str, float] | None) -> dict[str, float] | None:
+        return {name: row[f"val_{name}"] for name in metric_names} if row else None
+
+    return {
+        "name": cfg.name,
+        "run_dir": str(run.root),
+        "task": exp.task.kind,
+        "stop_reason": stop_reason,
+        "stop_detail": stop_detail,
+        "epochs_run": state.epoch,
+        "epochs": cfg.epochs,
+        "monitor": cfg.early_stopping.monitor,
+        "best_epoch": state.best_epoch or None,
+        "best_value": state.best_value,
+        "val": val_of(by_epoch.get(state.best_epoch)),
+        "final_val": val_of(state.history[-1] if state.history else None),
+        "test": test,
+        "rows": {name: len(split) for name, split in exp.data.splits.items()},
+        "parameters": sum(p.numel() for p in exp.model.parameters()),
+        "device": str(exp.device),
+        "seconds": {"total": seconds, "train": sum(r["train_seconds"] for r in state.history)},
+        "notes": exp.data.notes,
+        "versions": _versions(),
+    }
+
+
+def _epoch_line(row: dict[str, float], epochs: int, task: str) -> str:
+    width = len(str(epochs))
+    parts = [f"epoch {row['epoch']:>{width}}/{epochs}", f"lr {row['lr']:.3g}", f"train_loss {row['train_loss']:.4f}",
+             f"val_loss {row['val_loss']:.4f}"]
+    parts += [f"{name} {row[name]:.4f}" for name in EPOCH_METRICS[task] if name in row]
+    parts.append(f"{row['epoch_seconds']:.2f}s")
+    return "  ".join(parts)
+
+
+def _reached(value: float, threshold: float, mode: str) -> bool:
+    return value <= threshold if mode == "min" else value >= threshold
+
+
+def _clone(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in state_dict.items()}
+
+
+def _versions() -> dict[str, str]:
+    return {"nnrun": nnrun.__version__, "torch": str(torch.__version__), "numpy": str(np.__version__),
+            "python": platform.python_version()}
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler or `kill`) stops training like Ctrl-C: checkpoints are flushed first."""
+
+    def handler(signum, frame):
+        raise Interrupted("SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not in the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Bar:
+    """A rich progress bar over epochs, showing the latest metrics; a no-op when disabled."""
+
+    def __init__(self, progress: Progress | None, task_id: int | None):
+        self.progress, self.task_id = progress, task_id
+
+    def __call__(self, epoch: int, row: dict[str, float], task: str) -> None:
+        if self.progress is None:
+            return
+        metric = next((f"{m} {row[m]:.4f}" for m in EPOCH_METRICS[task] if m.startswith("val_")), "")
+        self.progress.update(self.task_id, completed=epoch,
+                             description=f"train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  {metric}")
+
+
+@contextmanager
+def _progress(epochs: int, *, enabled: bool):
+    if not enabled:
+        yield _Bar(None, None)
+        return
+    progress = Progress(TextColumn("[bold]epochs"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        TextColumn("{task.description}"), console=console)
+    with progress:
+        yield _Bar(progress, progress.add_task("", total=epochs))
+
