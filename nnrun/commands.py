@@ -123,8 +123,9 @@ def _print_header(exp: Experiment, run: Run, log: RunLog) -> None:
 
 
 def _print_result(summary: dict[str, Any], log: RunLog) -> None:
-    style = "green" if summary["stop_reason"] in ("completed", "early_stopping", "stop_at") else "red"
-    log.print(f"[{style}]{summary['stop_reason']}[/]: {summary['stop_detail']}")
+    failed = summary["stop_reason"] == "non_finite_loss"  # the CLI shows it as the error line
+    style = "red" if failed else "green"
+    log.print(f"[{style}]{summary['stop_reason']}[/]: {summary['stop_detail']}", console_too=not failed)
     if summary["best_epoch"]:
         log.print(f"best epoch {summary['best_epoch']} ({summary['monitor']} {summary['best_value']:.6g})")
     if summary["test"]:

@@ -108,7 +108,7 @@ def fit(exp: Experiment, run: Run, log: RunLog) -> dict[str, Any]:
     stop_reason, stop_detail = "completed", f"ran all {cfg.epochs} epochs"
     started = time.perf_counter()
 
-    with _progress(cfg.epochs, enabled=log.quiet_console) as bar, _sigterm_as_interrupt():
+    with _progress(cfg.epochs, enabled=log.quiet_console) as bar, _InterruptGuard() as guard:
         try:
             for epoch in range(state.epoch + 1, cfg.epochs + 1):
                 epoch_start = time.perf_counter()
@@ -116,39 +116,41 @@ def fit(exp: Experiment, run: Run, log: RunLog) -> dict[str, Any]:
                 train_loss, train_accuracy = train_one_epoch(exp.model, exp.train_batches, exp.loss_fn,
                                                              exp.optimizer, task=task, step_scheduler=step_scheduler)
                 train_seconds = time.perf_counter() - epoch_start
-                if not math.isfinite(train_loss):
-                    stop_reason = "non_finite_loss"
-                    stop_detail = (f"train loss became {train_loss} at epoch {epoch}; kept the checkpoints of "
-                                   f"epoch {state.epoch} (lower optimizer.lr, or check the data for extreme values)")
-                    break
-
-                # evaluate, then record the epoch
                 val_loss, val_output = evaluate(exp.model, exp.data.val, exp.loss_fn)
+                if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+                    # The weights have diverged: record nothing from this epoch, keep the checkpoints of the last one.
+                    which, value = ("train", train_loss) if not math.isfinite(train_loss) else ("val", val_loss)
+                    stop_reason = "non_finite_loss"
+                    stop_detail = (f"{which} loss became {value} at epoch {epoch}, so training stopped; last.pth "
+                                   f"holds epoch {state.epoch} (lower optimizer.lr, or check the data for "
+                                   f"extreme values)")
+                    break
                 row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss}
                 if task.kind == "classification":
                     row["train_accuracy"] = train_accuracy
                 row.update({f"val_{k}": v for k, v in task.epoch_metrics(val_output, exp.data.val.y).items()})
                 row["train_seconds"] = train_seconds
                 row["epoch_seconds"] = time.perf_counter() - epoch_start
-                metrics.write(row)
-                state.history.append(row)
-                state.epoch = epoch
-
-                # checkpoint: best by the monitored metric, last every epoch (written at most every few seconds)
                 monitored = row[stopping.monitor]
-                if state.improved(monitored, stopping.mode, stopping.min_delta):
-                    state.best_value, state.best_epoch, state.bad_epochs = monitored, epoch, 0
-                    best_weights = _clone(exp.model.state_dict())
-                else:
-                    state.bad_epochs += 1
-                saver.update(best=_checkpoint(exp, state, weights=best_weights) if state.best_epoch == epoch else None,
-                             last=_checkpoint(exp, state, training=True))
 
-                if exp.scheduler is not None and step_scheduler is None:
-                    if exp.scheduler_interval == "epoch" and hasattr(exp.scheduler, "best"):
-                        exp.scheduler.step(monitored)  # ReduceLROnPlateau
+                # An interrupt waits for this block, so metrics.csv, the loop state and last.pth always agree.
+                with guard.deferred():
+                    metrics.write(row)
+                    state.history.append(row)
+                    state.epoch = epoch
+                    if state.improved(monitored, stopping.mode, stopping.min_delta):
+                        state.best_value, state.best_epoch, state.bad_epochs = monitored, epoch, 0
+                        best_weights = _clone(exp.model.state_dict())
                     else:
-                        exp.scheduler.step()
+                        state.bad_epochs += 1
+                    if exp.scheduler is not None and step_scheduler is None:
+                        if hasattr(exp.scheduler, "best"):
+                            exp.scheduler.step(monitored)  # ReduceLROnPlateau
+                        else:
+                            exp.scheduler.step()
+                    # checkpoint after the scheduler step, so that resuming continues with the next epoch's lr
+                    best = _checkpoint(exp, state, weights=best_weights) if state.best_epoch == epoch else None
+                    saver.update(best=best, last=_checkpoint(exp, state, training=True))
 
                 log.epoch(_epoch_line(row, cfg.epochs, task.kind))
                 bar(epoch, row, task.kind)
@@ -165,6 +167,7 @@ def fit(exp: Experiment, run: Run, log: RunLog) -> dict[str, Any]:
                                    f"{stopping.patience} epochs (best at epoch {state.best_epoch})")
                     break
         except (KeyboardInterrupt, Interrupted):
+            # A partly trained epoch is dropped: the checkpoints keep the last finished one.
             stop_reason, stop_detail = "interrupted", f"interrupted after epoch {state.epoch}"
         finally:
             saver.flush()
@@ -272,11 +275,15 @@ def _summary(exp: Experiment, run: Run, state: LoopState, stop_reason: str, stop
 
 def _epoch_line(row: dict[str, float], epochs: int, task: str) -> str:
     width = len(str(epochs))
-    parts = [f"epoch {row['epoch']:>{width}}/{epochs}", f"lr {row['lr']:.3g}", f"train_loss {row['train_loss']:.4f}",
-             f"val_loss {row['val_loss']:.4f}"]
-    parts += [f"{name} {row[name]:.4f}" for name in EPOCH_METRICS[task] if name in row]
+    parts = [f"epoch {row['epoch']:>{width}}/{epochs}", f"lr {row['lr']:.3g}"]
+    parts += [f"{name} {_number(row[name])}" for name in ("train_loss", "val_loss", *EPOCH_METRICS[task])
+              if name in row]
     parts.append(f"{row['epoch_seconds']:.2f}s")
     return "  ".join(parts)
+
+
+def _number(value: float) -> str:
+    return f"{value:.4f}" if 1e-3 <= abs(value) < 1e5 or value == 0 else f"{value:.4g}"
 
 
 def _reached(value: float, threshold: float, mode: str) -> bool:
@@ -292,22 +299,41 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-@contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (a scheduler or `kill`) stops training like Ctrl-C: checkpoints are flushed first."""
+class _InterruptGuard:
+    """Ctrl-C and SIGTERM raise Interrupted at once, except inside `deferred()`, where they wait for its end."""
 
-    def handler(signum, frame):
-        raise Interrupted("SIGTERM")
+    def __init__(self):
+        self.deferring = False
+        self.pending = False
+        self.previous: dict[int, Any] = {}
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not in the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def __enter__(self) -> _InterruptGuard:
+        try:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    @contextmanager
+    def deferred(self):
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+        if self.pending:
+            raise Interrupted("interrupted")
+
+    def _handle(self, signum, frame) -> None:
+        if self.deferring:
+            self.pending = True
+        else:
+            raise Interrupted(signal.Signals(signum).name)
 
 
 class _Bar:
@@ -329,7 +355,7 @@ def _progress(epochs: int, *, enabled: bool):
     if not enabled:
         yield _Bar(None, None)
         return
-    progress = Progress(TextColumn("[bold]epochs"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    progress = Progress(TextColumn("[bold]epochs"), BarColumn(bar_width=20), MofNCompleteColumn(), TimeRemainingColumn(),
                         TextColumn("{task.description}"), console=console)
     with progress:
         yield _Bar(progress, progress.add_task("", total=epochs))
