@@ -147,3 +147,13 @@ def test_batches_full_and_trailing_single_row():
     sizes = [len(bx) for bx, _ in Batches(x, y, 4, shuffle=True, generator=torch.Generator())]
     assert sizes == [4, 4]  # a last batch of one row would break BatchNorm
     assert [len(bx) for bx, _ in Batches(x, y, 4)] == [4, 4, 1]  # evaluation keeps every row
+
+
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_every_dataset_trains_one_step(name):
+    from tests.helpers import experiment, one_step
+
+    task = DATASETS.get(name).meta["task"]
+    exp = experiment(data={"type": name}, loss="cross_entropy" if task == "classification" else "mse")
+    one_step(exp)
+    assert exp.data.train.x.shape[1] == len(exp.data.feature_names)
