@@ -27,6 +27,8 @@ Overrides = Annotated[list[str] | None, typer.Argument(
     help="Overrides as dotted key=value pairs, read as YAML: optimizer.lr=0.01 model.hidden=[64,32] epochs=5",
     show_default=False)]
 ConfigPath = Annotated[Path, typer.Argument(help="The experiment's YAML file, for example configs/iris_mlp.yaml.")]
+DataDirOption = Annotated[Path, typer.Option(
+    "--data-dir", envvar="NNRUN_DATA_DIR", help="Where relative data paths resolve (else $NNRUN_DATA_DIR, else ./data).")]
 DeviceOption = Annotated[str | None, typer.Option(
     "--device", help="auto, cpu, cuda, cuda:N or mps (overrides the config's device).")]
 
@@ -63,6 +65,7 @@ def train(
     config: ConfigPath,
     overrides: Overrides = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where run folders are created.")] = Path("runs"),
+    data_dir: DataDirOption = Path("data"),
     name: Annotated[str | None, typer.Option("--name", help="Run name (default: the config's name).")] = None,
     device: DeviceOption = None,
 ) -> None:
@@ -70,16 +73,17 @@ def train(
     with _exit_codes():
         from nnrun import commands
 
-        commands.train(config, overrides or [], runs_dir=runs_dir, name=name, device=device)
+        commands.train(config, overrides or [], runs_dir=runs_dir, data_dir=data_dir, name=name, device=device)
 
 
 @app.command()
-def check(config: ConfigPath, overrides: Overrides = None, device: DeviceOption = None) -> None:
+def check(config: ConfigPath, overrides: Overrides = None, data_dir: DataDirOption = Path("data"),
+          device: DeviceOption = None) -> None:
     """Validate a config, build data and model, run one batch forward and backward. Writes nothing."""
     with _exit_codes():
         from nnrun import commands
 
-        commands.check(config, overrides or [], device=device)
+        commands.check(config, overrides or [], data_dir=data_dir, device=device)
 
 
 @app.command("list")

@@ -40,11 +40,11 @@ def load_config(path: Path, overrides: list[str], *, name: str | None = None, de
     return validate(raw, source=Path(path))
 
 
-def train(config_path: Path, overrides: list[str], *, runs_dir: Path, name: str | None = None,
-          device: str | None = None) -> dict[str, Any]:
+def train(config_path: Path, overrides: list[str], *, runs_dir: Path, data_dir: Path = Path("data"),
+          name: str | None = None, device: str | None = None) -> dict[str, Any]:
     """`nnrun train`: validate, build, create the run folder, fit, test, plot; returns the summary."""
     cfg = load_config(config_path, overrides, name=name, device=device)
-    exp = build_experiment(cfg)  # every config and data problem surfaces here, before a folder exists
+    exp = build_experiment(cfg, data_dir=data_dir)  # every config and data problem surfaces here, before a folder exists
     run = Run.create(runs_dir, cfg.name)
     run.config_path.write_text(cfg.to_yaml(), encoding="utf-8")
     log = RunLog(run.log_path, quiet_console=console.is_terminal)
@@ -66,12 +66,15 @@ def train(config_path: Path, overrides: list[str], *, runs_dir: Path, name: str 
     return summary
 
 
-def check(config_path: Path, overrides: list[str], *, device: str | None = None) -> None:
+def check(config_path: Path, overrides: list[str], *, data_dir: Path = Path("data"),
+          device: str | None = None) -> None:
     """`nnrun check`: validate, build data and model, run one batch forward and backward; write nothing."""
     cfg = load_config(config_path, overrides, device=device)
-    exp = build_experiment(cfg)
+    exp = build_experiment(cfg, data_dir=data_dir)
     console.print(f"[green]config ok[/]: {config_path}")
     console.print(_data_table(exp))
+    for note in exp.data.notes:
+        console.print(f"[yellow]note[/]   {note}", soft_wrap=True)
     x, y = next(iter(exp.train_batches))
     console.print(model_table(summarize(exp.model, x)))
     exp.model.train()
@@ -116,10 +119,10 @@ def _print_header(exp: Experiment, run: Run, log: RunLog) -> None:
     params = sum(p.numel() for p in exp.model.parameters())
     log.print(f"[bold]nnrun train[/] {cfg.name} -> {run.root}")
     log.print(f"data   {cfg.data.type}: {data.task}, {target}, {len(data.feature_names)} features; rows {rows}")
-    log.print(f"model  {cfg.model.type}: {params:,} parameters; loss {cfg.loss.type}; "
-              f"optimizer {cfg.optimizer.type}; device {exp.device}")
     for note in data.notes:
         log.print(f"[yellow]note[/]   {note}")
+    log.print(f"model  {cfg.model.type}: {params:,} parameters; loss {cfg.loss.type}; "
+              f"optimizer {cfg.optimizer.type}; device {exp.device}")
 
 
 def _print_result(summary: dict[str, Any], log: RunLog) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -72,11 +73,11 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def build_experiment(cfg: Config) -> Experiment:
-    """Load the data, then build the model, loss, optimizer and scheduler to fit it."""
+def build_experiment(cfg: Config, *, data_dir: Path = Path("data")) -> Experiment:
+    """Load the data (relative paths under `data_dir`), then build the model, loss, optimizer and scheduler."""
     device = resolve_device(cfg.device)
     generator = seed_everything(cfg.seed)
-    data = load_data(cfg.data, seed=cfg.seed, device=device)
+    data = load_data(cfg.data, seed=cfg.seed, device=device, data_dir=data_dir)
     task = _task(cfg, data, device)
 
     with _user_settings("model"):

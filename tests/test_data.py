@@ -6,18 +6,21 @@ import torch
 from nnrun.config import validate
 from nnrun.data.batching import Batches
 from nnrun.data.bundle import load_data
-from nnrun.data.datasets import DATASETS
+from nnrun.data.datasets import DATASETS, DataContext
 from nnrun.data.preprocessing import FeaturePreprocessor, TargetScaler
 from nnrun.data.splits import split_indices
 from nnrun.errors import UserError
 from tests.conftest import BASE_CONFIG, merged
 
 CPU = torch.device("cpu")
+CTX = DataContext()
+# Every dataset but `csv`, which needs a file (tests/test_csv.py covers it).
+BUILT_IN = [name for name in DATASETS.names() if name != "csv"]
 
 
-@pytest.mark.parametrize("name", DATASETS.names())
+@pytest.mark.parametrize("name", BUILT_IN)
 def test_every_dataset_builds_a_consistent_table(name):
-    table = DATASETS.build(name)
+    table = DATASETS.build(name, CTX)
     assert len(table.features) == len(table.target) >= 100
     assert table.task == DATASETS.get(name).meta["task"]
     assert all(pd.api.types.is_numeric_dtype(table.features[c]) for c in table.features.columns)
@@ -29,15 +32,15 @@ def test_every_dataset_builds_a_consistent_table(name):
 
 
 def test_synthetic_datasets_take_size_noise_and_seed():
-    a = DATASETS.build("make_regression", n_samples=50, noise=5.0, seed=1)
-    b = DATASETS.build("make_regression", n_samples=50, noise=5.0, seed=1)
-    c = DATASETS.build("make_regression", n_samples=50, noise=5.0, seed=2)
+    a = DATASETS.build("make_regression", CTX, n_samples=50, noise=5.0, seed=1)
+    b = DATASETS.build("make_regression", CTX, n_samples=50, noise=5.0, seed=1)
+    c = DATASETS.build("make_regression", CTX, n_samples=50, noise=5.0, seed=2)
     assert len(a.features) == 50
     assert np.array_equal(a.target, b.target) and not np.array_equal(a.target, c.target)
 
 
 def test_product_dataset_is_x1_times_x2():
-    table = DATASETS.build("product", n_samples=200, seed=3)
+    table = DATASETS.build("product", CTX, n_samples=200, seed=3)
     x = table.features.to_numpy()
     assert np.allclose(table.target, x[:, 0] * x[:, 1])
     assert x.min() >= 1 and x.max() < 10
@@ -97,7 +100,7 @@ def test_target_scaler_round_trip():
 def test_load_data_fits_scaling_on_train_only():
     cfg = validate(merged(BASE_CONFIG, {"data": {"type": "wine", "split": {"train": 0.6, "val": 0.2, "test": 0.2}}}))
     data = load_data(cfg.data, seed=0, device=CPU)
-    table = DATASETS.build("wine")
+    table = DATASETS.build("wine", CTX)
     train_rows = table.features.iloc[data.train.rows]
     assert np.allclose(data.preprocessing["features"]["center"], train_rows.mean().to_numpy())
     assert torch.allclose(data.train.x.mean(dim=0), torch.zeros(13), atol=1e-5)
@@ -109,7 +112,7 @@ def test_load_data_fits_scaling_on_train_only():
 def test_load_data_standardizes_regression_targets():
     cfg = validate(merged(BASE_CONFIG, {"data": {"type": "diabetes"}, "loss": "mse"}))
     data = load_data(cfg.data, seed=0, device=CPU)
-    raw = DATASETS.build("diabetes").target
+    raw = DATASETS.build("diabetes", CTX).target
     assert data.train.y.shape == (len(data.train), 1)
     assert abs(float(data.train.y.mean())) < 1e-5
     assert np.isclose(data.preprocessing["target"]["mean"][0], raw[data.train.rows].mean())
@@ -149,7 +152,7 @@ def test_batches_full_and_trailing_single_row():
     assert [len(bx) for bx, _ in Batches(x, y, 4)] == [4, 4, 1]  # evaluation keeps every row
 
 
-@pytest.mark.parametrize("name", DATASETS.names())
+@pytest.mark.parametrize("name", BUILT_IN)
 def test_every_dataset_trains_one_step(name):
     from tests.helpers import experiment, one_step
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nnrun.checkpoints import load_checkpoint
-from nnrun.data.datasets import DATASETS
+from nnrun.data.datasets import DATASETS, DataContext
 from nnrun.metrics import epoch_columns
 from nnrun.models import build_model
 from tests.conftest import run_dirs
@@ -53,7 +53,7 @@ def test_regression_columns_and_metrics_in_original_units(cli, write_config, tmp
     model = build_model("mlp", {"hidden": [10]}, in_shape=(10,), out_features=1)
     model.load_state_dict(best["model"])
     model.eval()
-    table = DATASETS.build("diabetes")
+    table = DATASETS.build("diabetes", DataContext())
     pre = best["data"]["preprocessing"]
     center, spread = np.array(pre["features"]["center"]), np.array(pre["features"]["spread"])
     mean, std = pre["target"]["mean"][0], pre["target"]["std"][0]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from nnrun.config import DataConfig
-from nnrun.data.datasets import DATASETS, Table
+from nnrun.data.datasets import DATASETS, DataContext
+from nnrun.data.tables import Table
 from nnrun.data.preprocessing import FeaturePreprocessor, TargetScaler
 from nnrun.data.splits import split_indices
 from nnrun.errors import UserError
@@ -21,7 +23,7 @@ class SplitTensors:
 
     x: torch.Tensor  # (rows, *in_shape) float32
     y: torch.Tensor  # (rows,) int64 class indices, or (rows, targets) float32 scaled targets
-    rows: np.ndarray  # (rows,) indices into the dataset's table
+    rows: np.ndarray  # (rows,) each row's number in the source (the CSV's data row, counted from 0)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -53,16 +55,18 @@ class DataBundle:
         return self.splits["test"] if len(self.splits["test"]) else None
 
 
-def load_data(cfg: DataConfig, *, seed: int, device: torch.device) -> DataBundle:
+def load_data(cfg: DataConfig, *, seed: int, device: torch.device, data_dir: Path = Path("data")) -> DataBundle:
     """Build the dataset, split it with `seed`, fit the preprocessing on train, move the splits to `device`."""
     try:
-        table = DATASETS.build(cfg.type, **cfg.kwargs)
+        table = DATASETS.build(cfg.type, DataContext(data_dir=Path(data_dir)), **cfg.kwargs)
     except ValueError as exc:
         raise UserError(f"data '{cfg.type}' could not be built: {exc} (fix the data settings)") from None
     _check_table(table, cfg.type)
-    notes: list[str] = []
+    notes = list(table.notes)
     n_rows = len(table.features)
-    if cfg.split.all:
+    if table.split is not None:
+        index = {name: np.flatnonzero(table.split == name) for name in ("train", "val", "test")}
+    elif cfg.split.all:
         every = np.arange(n_rows)
         index = {"train": every, "val": every, "test": every}
         notes.append(f"data.split=all: train, val and test are the same {n_rows} rows, so no metric is held-out")
@@ -73,7 +77,8 @@ def load_data(cfg: DataConfig, *, seed: int, device: torch.device) -> DataBundle
         notes += split_notes
 
     # Statistics come from the train rows only, then are applied unchanged to val and test.
-    features = FeaturePreprocessor(cfg.scale).fit(table.features.iloc[index["train"]])
+    features = FeaturePreprocessor(cfg.scale, categorical=table.categorical, missing=table.missing)
+    features.fit(table.features.iloc[index["train"]])
     target = None
     if table.task == "regression":
         target = TargetScaler(cfg.target_scale).fit(table.target[index["train"]])
@@ -82,7 +87,8 @@ def load_data(cfg: DataConfig, *, seed: int, device: torch.device) -> DataBundle
     for name, rows in index.items():
         x = features.transform(table.features.iloc[rows])
         y = table.target[rows] if target is None else target.transform(table.target[rows])
-        splits[name] = SplitTensors(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), rows)
+        splits[name] = SplitTensors(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device),
+                                    table.row_ids[rows])
     n_targets = 1 if table.target.ndim == 1 else table.target.shape[1]
     return DataBundle(
         task=table.task,

@@ -1,5 +1,7 @@
 """Datasets: each builder returns a `Table` of raw features and targets, before any splitting or scaling.
 
+A builder gets a `DataContext` from nnrun (where the data directory is) and the user's settings.
+
 The bundled scikit-learn datasets ship inside the package (no download). The synthetic ones take
 `n_samples`, `noise` and their own `seed`, so the data stays the same when the training seed changes.
 """
@@ -7,30 +9,25 @@ The bundled scikit-learn datasets ship inside the package (no download). The syn
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from sklearn import datasets as skd
 
+from nnrun.data.csv_table import csv_table, read_frame, resolve_path
+from nnrun.data.tables import Table
 from nnrun.registry import Registry
 
 DATASETS = Registry("datasets")
 
 
-@dataclass
-class Table:
-    """Raw tabular data: a feature frame, the target, and what the target means."""
+@dataclass(frozen=True)
+class DataContext:
+    """What nnrun tells a dataset builder: where relative data paths resolve."""
 
-    features: pd.DataFrame
-    target: np.ndarray  # classification: int class codes (rows,); regression: float (rows,) or (rows, targets)
-    task: str  # "classification" | "regression"
-    class_names: list[str] | None = None
-
-    def __post_init__(self) -> None:
-        if self.task == "classification":
-            self.target = np.asarray(self.target, dtype=np.int64)
-        else:
-            self.target = np.asarray(self.target, dtype=np.float64)
+    data_dir: Path = Path("data")
 
 
 def _bundled(loader, task: str) -> Table:
@@ -40,38 +37,38 @@ def _bundled(loader, task: str) -> Table:
 
 
 @DATASETS.register("iris", task="classification")
-def iris() -> Table:
+def iris(ctx: DataContext, /) -> Table:
     """Fisher's iris: 150 flowers, 4 measurements, 3 species."""
     return _bundled(skd.load_iris, "classification")
 
 
 @DATASETS.register("breast_cancer", task="classification")
-def breast_cancer() -> Table:
+def breast_cancer(ctx: DataContext, /) -> Table:
     """Wisconsin breast cancer: 569 tumours, 30 features, malignant or benign."""
     return _bundled(skd.load_breast_cancer, "classification")
 
 
 @DATASETS.register("wine", task="classification")
-def wine() -> Table:
+def wine(ctx: DataContext, /) -> Table:
     """Wine recognition: 178 wines, 13 chemical features, 3 cultivars."""
     return _bundled(skd.load_wine, "classification")
 
 
 @DATASETS.register("digits", task="classification")
-def digits() -> Table:
+def digits(ctx: DataContext, /) -> Table:
     """Handwritten digits: 1,797 images of 8x8 pixels as 64 features, 10 classes."""
     return _bundled(skd.load_digits, "classification")
 
 
 @DATASETS.register("diabetes", task="regression")
-def diabetes() -> Table:
+def diabetes(ctx: DataContext, /) -> Table:
     """Diabetes progression: 442 patients, 10 features, a disease score one year later."""
     return _bundled(skd.load_diabetes, "regression")
 
 
 @DATASETS.register("make_regression", task="regression")
-def make_regression(*, n_samples: int = 100, n_features: int = 1, n_informative: int | None = None,
-                    noise: float = 20.0, bias: float = 0.0, seed: int = 0) -> Table:
+def make_regression(ctx: DataContext, /, *, n_samples: int = 100, n_features: int = 1,
+                    n_informative: int | None = None, noise: float = 20.0, bias: float = 0.0, seed: int = 0) -> Table:
     """Random linear regression problem (sklearn make_regression) with Gaussian noise of std `noise`."""
     x, y = skd.make_regression(n_samples=n_samples, n_features=n_features, noise=noise, bias=bias,
                                n_informative=n_informative or n_features, random_state=seed)
@@ -79,8 +76,8 @@ def make_regression(*, n_samples: int = 100, n_features: int = 1, n_informative:
 
 
 @DATASETS.register("make_classification", task="classification")
-def make_classification(*, n_samples: int = 200, n_features: int = 4, n_informative: int = 2, n_classes: int = 2,
-                        class_sep: float = 1.0, noise: float = 0.01, seed: int = 0) -> Table:
+def make_classification(ctx: DataContext, /, *, n_samples: int = 200, n_features: int = 4, n_informative: int = 2,
+                        n_classes: int = 2, class_sep: float = 1.0, noise: float = 0.01, seed: int = 0) -> Table:
     """Random classification problem (sklearn make_classification); `noise` is the fraction of flipped labels."""
     x, y = skd.make_classification(n_samples=n_samples, n_features=n_features, n_informative=n_informative,
                                    n_redundant=0, n_classes=n_classes, class_sep=class_sep, flip_y=noise,
@@ -89,15 +86,15 @@ def make_classification(*, n_samples: int = 200, n_features: int = 4, n_informat
 
 
 @DATASETS.register("moons", task="classification")
-def moons(*, n_samples: int = 200, noise: float = 0.1, seed: int = 0) -> Table:
+def moons(ctx: DataContext, /, *, n_samples: int = 200, noise: float = 0.1, seed: int = 0) -> Table:
     """Two interleaving half circles in 2-D: a small non-linear binary problem."""
     x, y = skd.make_moons(n_samples=n_samples, noise=noise, random_state=seed)
     return Table(_frame(x), y, "classification", ["moon_0", "moon_1"])
 
 
 @DATASETS.register("product", task="regression")
-def product(*, n_samples: int = 1000, noise: float = 0.0, low: float = 1.0, high: float = 10.0,
-            seed: int = 0) -> Table:
+def product(ctx: DataContext, /, *, n_samples: int = 1000, noise: float = 0.0, low: float = 1.0,
+            high: float = 10.0, seed: int = 0) -> Table:
     """y = x1 * x2 with x1, x2 uniform in [low, high), plus Gaussian noise of std `noise`."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(low, high, size=(n_samples, 2))
@@ -107,3 +104,26 @@ def product(*, n_samples: int = 1000, noise: float = 0.0, low: float = 1.0, high
 
 def _frame(x: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(x, columns=[f"x{i + 1}" for i in range(x.shape[1])])
+
+
+@DATASETS.register("csv")
+def csv(
+    ctx: DataContext,
+    /,
+    *,
+    path: str,
+    target: str,
+    features: list[str] | None = None,
+    drop: list[str] = [],  # noqa: B006 - read-only default, shown by `nnrun list`
+    categorical: Literal["auto"] | list[str] = "auto",
+    missing: Literal["error", "drop", "mean", "median", "most_frequent"] = "error",
+    task: Literal["auto", "classification", "regression"] = "auto",
+    sample: int | None = None,
+    seed: int = 0,
+    split_column: str | None = None,
+) -> Table:
+    """Your own .csv, .csv.gz or one-CSV .zip; a relative path is looked up in the data directory."""
+    file = resolve_path(path, ctx.data_dir)
+    return csv_table(read_frame(file), name=path, target=target, features=features, drop=drop,
+                     categorical=categorical, missing=missing, task=task, sample=sample, seed=seed,
+                     split_column=split_column)

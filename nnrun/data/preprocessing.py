@@ -1,8 +1,8 @@
 """Preprocessing fitted on the train split only, and stored as plain lists so a checkpoint can replay it.
 
-`FeaturePreprocessor` turns a raw feature frame into a float32 matrix (feature scaling);
-`TargetScaler` standardizes regression targets so that every reported metric can be turned back into
-original units.
+`FeaturePreprocessor` turns a raw feature frame into a float32 matrix: it fills missing values, one-hot
+encodes categorical columns and scales numeric ones. `TargetScaler` standardizes regression targets so that
+every reported metric can be turned back into original units.
 """
 
 from __future__ import annotations
@@ -14,24 +14,46 @@ import pandas as pd
 
 from nnrun.errors import UserError
 
+FILLS = ("mean", "median", "most_frequent")
+
 
 class FeaturePreprocessor:
-    """Scale numeric feature columns with statistics of the rows it was fitted on."""
+    """Fill, one-hot encode and scale feature columns with statistics of the rows it was fitted on."""
 
-    def __init__(self, scale: str = "standard"):
+    def __init__(self, scale: str = "standard", *, categorical: list[str] = (), missing: str = "error"):
         self.scale = scale
-        self.columns: list[str] = []
-        self.center: np.ndarray | None = None  # (features,)
-        self.spread: np.ndarray | None = None  # (features,)
+        self.missing = missing
+        self.categorical: list[str] = list(categorical)
+        self.numeric: list[str] = []
+        self.fill: dict[str, float | str] = {}  # column -> value that replaces a missing one
+        self.vocabulary: dict[str, list[str]] = {}  # categorical column -> categories seen in train
+        self.center: np.ndarray | None = None  # (numeric columns,)
+        self.spread: np.ndarray | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        """The input columns, in the order the model expects them."""
+        return [*self.numeric, *self.categorical]
 
     @property
     def feature_names(self) -> list[str]:
-        return list(self.columns)
+        """The model's input features: numeric columns, then one `column=category` per category."""
+        return [*self.numeric, *[f"{c}={v}" for c in self.categorical for v in self.vocabulary[c]]]
 
     def fit(self, frame: pd.DataFrame) -> FeaturePreprocessor:
-        """Learn the columns and scaling statistics from the train rows."""
-        self.columns = [str(c) for c in frame.columns]
-        values = self._matrix(frame)
+        """Learn fill values, vocabularies and scaling from the train rows."""
+        self.numeric = [str(c) for c in frame.columns if c not in self.categorical]
+        self._check_numeric(frame)
+        if self.missing in FILLS:
+            for column in self.numeric:
+                self.fill[column] = _statistic(frame[column].astype(np.float64), self.missing)
+            for column in self.categorical:  # a text column has no mean: its most frequent value fills it
+                mode = frame[column].dropna().astype(str).mode()
+                self.fill[column] = str(mode.iloc[0]) if len(mode) else ""
+        for column in self.categorical:
+            self.vocabulary[column] = sorted(self._text(frame[column]).dropna().unique().tolist())
+
+        values = self._numeric_matrix(frame)
         if self.scale == "standard":
             self.center, self.spread = values.mean(axis=0), values.std(axis=0)
         elif self.scale == "minmax":
@@ -42,37 +64,83 @@ class FeaturePreprocessor:
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """(rows, features) float32 matrix, scaled with the fitted statistics."""
-        missing = [c for c in self.columns if c not in frame.columns]
-        if missing:
-            raise UserError(f"input has no column {', '.join(repr(c) for c in missing)} "
-                            f"(the model was trained on: {', '.join(self.columns)})")
-        values = self._matrix(frame[self.columns])
-        return ((values - self.center) / self.spread).astype(np.float32)
+        """(rows, features) float32 matrix; a category not seen in train becomes all zeros."""
+        absent = [c for c in self.columns if c not in frame.columns]
+        if absent:
+            raise UserError(f"input has no column {', '.join(repr(c) for c in absent)} "
+                            f"(the model was trained on the columns {', '.join(self.columns)})")
+        self._check_numeric(frame)
+        numeric = (self._numeric_matrix(frame) - self.center) / self.spread
+        blocks = [numeric]
+        for column in self.categorical:
+            text = self._text(frame[column])
+            if column in self.fill:
+                text = text.fillna(self.fill[column])
+            elif text.isna().any():
+                self._missing_error(frame, column)
+            codes = pd.Index(self.vocabulary[column]).get_indexer(text)  # -1: not seen in train
+            one_hot = np.zeros((len(frame), len(self.vocabulary[column])))
+            seen = codes >= 0
+            one_hot[np.flatnonzero(seen), codes[seen]] = 1.0
+            blocks.append(one_hot)
+        return np.concatenate(blocks, axis=1).astype(np.float32)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "columns": list(self.columns),
+        return {"scale": self.scale, "missing": self.missing, "numeric": list(self.numeric),
+                "categorical": list(self.categorical), "fill": dict(self.fill),
+                "vocabulary": {c: list(v) for c, v in self.vocabulary.items()},
                 "center": self.center.tolist(), "spread": self.spread.tolist()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> FeaturePreprocessor:
-        pre = cls(state["scale"])
-        pre.columns = list(state["columns"])
+        pre = cls(state["scale"], categorical=state["categorical"], missing=state["missing"])
+        pre.numeric = list(state["numeric"])
+        pre.fill = dict(state["fill"])
+        pre.vocabulary = {c: list(v) for c, v in state["vocabulary"].items()}
         pre.center, pre.spread = np.asarray(state["center"]), np.asarray(state["spread"])
         return pre
 
-    @staticmethod
-    def _matrix(frame: pd.DataFrame) -> np.ndarray:
-        text = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    def _numeric_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        values = frame[self.numeric].astype(np.float64)
+        if self.fill:
+            values = values.fillna({c: self.fill[c] for c in self.numeric})
+        matrix = values.to_numpy()
+        if not np.isfinite(matrix).all():
+            bad_column = next(c for i, c in enumerate(self.numeric) if not np.isfinite(matrix[:, i]).all())
+            self._missing_error(frame, bad_column, infinite=not values[bad_column].isna().any())
+        return matrix
+
+    def _check_numeric(self, frame: pd.DataFrame) -> None:
+        text = [c for c in self.numeric if not pd.api.types.is_numeric_dtype(frame[c])]
         if text:
-            raise UserError(f"feature column {', '.join(repr(c) for c in text)} is not numeric "
-                            f"(declare it categorical, or drop it)")
-        values = frame.to_numpy(dtype=np.float64)
-        if not np.isfinite(values).all():
-            bad = [str(c) for c in frame.columns if not np.isfinite(frame[c].to_numpy(dtype=np.float64)).all()]
-            raise UserError(f"feature column {', '.join(repr(c) for c in bad)} has missing or infinite values "
-                            f"(clean the data, or choose a missing-value policy)")
-        return values
+            example = frame[text[0]].dropna().iloc[0] if frame[text[0]].notna().any() else ""
+            raise UserError(f"feature column '{text[0]}' holds text (such as {str(example)!r}), not numbers "
+                            f"(add it to data.categorical to one-hot encode it, or leave it out with data.drop)")
+
+    def _missing_error(self, frame: pd.DataFrame, column: str, *, infinite: bool = False) -> None:
+        values = frame[column]
+        bad = values.isna() if not infinite else ~np.isfinite(values.astype(np.float64))
+        row = frame.index[np.flatnonzero(bad.to_numpy())[0]]
+        what = "an infinite" if infinite else "a missing"
+        fix = ("replace it with a number" if infinite else
+               "fill it in, or train with data.missing set to mean, median or most_frequent")
+        raise UserError(f"row {row}, column '{column}' has {what} value and the model was trained with "
+                        f"data.missing={self.missing} ({fix})")
+
+    @staticmethod
+    def _text(column: pd.Series) -> pd.Series:
+        """Categories as text, so 1 and '1' are one category and a checkpoint stores plain strings."""
+        return column.astype("string").astype(object).where(column.notna(), None)
+
+
+def _statistic(values: pd.Series, kind: str) -> float:
+    """The train column's mean, median or most frequent value, ignoring missing ones (0.0 if all are missing)."""
+    present = values.dropna()
+    if present.empty:
+        return 0.0
+    if kind == "most_frequent":
+        return float(present.mode().iloc[0])
+    return float(present.mean() if kind == "mean" else present.median())
 
 
 class TargetScaler:
