@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import os
-import pickle
+import pickletools
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -43,17 +44,17 @@ def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> 
     if not path.is_file():
         raise UserError(f"checkpoint '{path}' not found (give a .pth file from a run's checkpoints/ folder)")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = str(exc).split("\n")[0]
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            raise UserError(f"checkpoint '{path}' contains Python objects that could run code when loaded, "
-                            f"so nnrun refused to load it (only load checkpoints written by nnrun train)") from None
-        raise UserError(f"checkpoint '{path}' is corrupt ({reason}; train again or use another checkpoint)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        reason = str(exc).split("\n")[0]
-        raise UserError(f"checkpoint '{path}' is truncated or corrupt ({reason}; "
-                        f"use another checkpoint, such as checkpoints/best.pth)") from None
+        with warnings.catch_warnings():  # torch warns about odd pickles before refusing them; the error says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged file can fail in many ways; each is the user's file
+        imported = _unsafe_import(path)
+        if imported:
+            raise UserError(f"checkpoint '{path}' would import {imported} when loaded, which could run code, so "
+                            f"nnrun refused to load it (only load checkpoints written by nnrun train)") from None
+        reason = str(exc).strip().split("\n")[0] or type(exc).__name__
+        raise UserError(f"checkpoint '{path}' is truncated or corrupt ({reason[:120]}; use another checkpoint, "
+                        f"such as the run's checkpoints/best.pth)") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"'{path}' is not an nnrun checkpoint (give a .pth file written by nnrun train)")
     version = state.get("format_version")
@@ -61,6 +62,39 @@ def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> 
         raise UserError(f"checkpoint '{path}' has format version {version}, newer than this nnrun reads "
                         f"({FORMAT_VERSION}) (upgrade nnrun: pip install -U nnrun)")
     return state
+
+
+# What a checkpoint's pickle may import: torch's tensor rebuilders and the containers around them.
+_SAFE_IMPORTS = ("torch.", "collections.OrderedDict", "_codecs.encode")
+
+
+def _unsafe_import(path: Path) -> str | None:
+    """The first `module.name` the file's pickle would import beyond tensors and containers, if any.
+
+    Read with pickletools, which only lists the opcodes: nothing is imported or run.
+    """
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                stream = archive.read(member) if member else b""
+        else:
+            stream = path.read_bytes()
+        strings: list[str] = []
+        for op, arg, _ in pickletools.genops(stream):
+            if isinstance(arg, str) and ("UNICODE" in op.name or "STRING" in op.name):
+                strings.append(str(arg))
+            if op.name in ("GLOBAL", "INST"):
+                name = str(arg).replace(" ", ".")
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                name = f"{strings[-2]}.{strings[-1]}"
+            else:
+                continue
+            if not name.startswith(_SAFE_IMPORTS):
+                return name
+    except Exception:  # noqa: BLE001 - not a readable pickle: plain corruption
+        return None
+    return None
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -62,8 +62,13 @@ def _exit_codes():
 
 @app.command()
 def train(
-    config: ConfigPath,
+    config: Annotated[str | None, typer.Argument(
+        help="The experiment's YAML file, for example configs/iris_mlp.yaml (left out with --resume).",
+        show_default=False)] = None,
     overrides: Overrides = None,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", help="Continue a run: its folder or a last.pth. Allowed overrides: epochs, device, "
+                         "early_stopping.patience/min_delta/stop_at.", show_default=False)] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where run folders are created.")] = Path("runs"),
     data_dir: DataDirOption = Path("data"),
     name: Annotated[str | None, typer.Option("--name", help="Run name (default: the config's name).")] = None,
@@ -73,7 +78,17 @@ def train(
     with _exit_codes():
         from nnrun import commands
 
-        commands.train(config, overrides or [], runs_dir=runs_dir, data_dir=data_dir, name=name, device=device)
+        overrides = overrides or []
+        if resume is not None:
+            if config is not None and "=" not in config:
+                raise UserError(f"give either a CONFIG ('{config}') or --resume, not both (resume continues the "
+                                f"run with its own config)")
+            commands.resume(resume, [config, *overrides] if config else overrides, runs_dir=runs_dir,
+                            data_dir=data_dir, device=device)
+        elif config is None:
+            raise UserError("missing CONFIG (for example: nnrun train configs/iris_mlp.yaml)")
+        else:
+            commands.train(Path(config), overrides, runs_dir=runs_dir, data_dir=data_dir, name=name, device=device)
 
 
 @app.command()
@@ -84,6 +99,43 @@ def check(config: ConfigPath, overrides: Overrides = None, data_dir: DataDirOpti
         from nnrun import commands
 
         commands.check(config, overrides or [], data_dir=data_dir, device=device)
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Annotated[Path, typer.Argument(help="A .pth file, such as runs/NAME/checkpoints/best.pth.")],
+    split: Annotated[str, typer.Option("--split", help="test, val or train: the checkpoint's own split.")] = "test",
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="Evaluate elsewhere: a labelled CSV with the same columns, or a config whose data to use.",
+        show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON only.")] = False,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write the metrics JSON here (predictions go beside it).", show_default=False)] = None,
+    data_dir: DataDirOption = Path("data"),
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+) -> None:
+    """Evaluate a checkpoint without its config: metrics, per-class table, and predictions.csv."""
+    with _exit_codes():
+        from nnrun import commands
+
+        commands.evaluate(checkpoint, split=split, data=data, data_dir=data_dir, as_json=as_json, out=out,
+                          device=device)
+
+
+@app.command()
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="A .pth file, such as runs/NAME/checkpoints/best.pth.")],
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A CSV of new rows (no target needed).")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Where to write the predictions (default: INPUT_predictions.csv here).",
+        show_default=False)] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+) -> None:
+    """Predict new rows with a checkpoint: class names with probabilities, or values in original units."""
+    with _exit_codes():
+        from nnrun import commands
+
+        commands.predict(checkpoint, input_path, out=out, device=device)
 
 
 @app.command("list")

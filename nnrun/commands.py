@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,12 @@ from rich.table import Table
 from rich.text import Text
 
 from nnrun.config import DATA_KEYS, Config, apply_overrides, load_yaml, validate
-from nnrun.console import RunLog, console, metrics_table, model_table
+from nnrun.checkpoints import load_checkpoint
+from nnrun.console import RunLog, console, confusion_table, metrics_table, model_table, per_class_table
 from nnrun.data.datasets import DATASETS
 from nnrun.errors import Interrupted, UserError
 from nnrun.experiment import Experiment, build_experiment
+from nnrun.inference import evaluate_checkpoint, predict_file, restore
 from nnrun.losses import LOSSES
 from nnrun.models import MODELS, OUTPUT_ACTIVATIONS, summarize
 from nnrun.optimizers import OPTIMIZERS
@@ -23,6 +26,8 @@ from nnrun.runs import Run
 from nnrun.schedulers import SCHEDULERS
 from nnrun.training import fit
 
+# What `nnrun train --resume` may change: nothing that alters the model, the data or the training itself.
+RESUMABLE_KEYS = ("epochs", "device", "early_stopping.patience", "early_stopping.min_delta", "early_stopping.stop_at")
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in (DATASETS, MODELS, LOSSES, OPTIMIZERS, SCHEDULERS)}
 # Keys nnrun handles itself for every entry of a registry.
 SHARED_KEYS = {
@@ -46,15 +51,64 @@ def train(config_path: Path, overrides: list[str], *, runs_dir: Path, data_dir: 
     cfg = load_config(config_path, overrides, name=name, device=device)
     exp = build_experiment(cfg, data_dir=data_dir)  # every config and data problem surfaces here, before a folder exists
     run = Run.create(runs_dir, cfg.name)
-    run.config_path.write_text(cfg.to_yaml(), encoding="utf-8")
+    return _train(exp, run)
+
+
+def resume(target: Path, overrides: list[str], *, runs_dir: Path, data_dir: Path = Path("data"),
+           device: str | None = None) -> dict[str, Any]:
+    """`nnrun train --resume`: continue a run from its last.pth, in its own folder, exactly where it stopped."""
+    path = Path(target) / "checkpoints" / "last.pth" if Path(target).is_dir() else Path(target)
+    if Path(target).is_dir() and not path.is_file():
+        raise UserError(f"'{target}' has no checkpoints/last.pth (give a run folder made by nnrun train, or a last.pth)")
+    checkpoint = load_checkpoint(path)
+    if "optimizer" not in checkpoint:
+        raise UserError(f"'{path}' holds weights only, not the training state (resume from the run folder or its "
+                        f"checkpoints/last.pth)")
+    for item in overrides:
+        key = item.partition("=")[0]
+        if key not in RESUMABLE_KEYS:
+            raise UserError(f"cannot change '{key}' when resuming: it would change the model, the data or the "
+                            f"training (resume allows {', '.join(RESUMABLE_KEYS)}; start a new run for other changes)")
+    raw = apply_overrides(checkpoint["config"], [*overrides, *([f"device={device}"] if device else [])])
+    cfg = validate(raw)
+    done = checkpoint["epoch"]
+    if cfg.epochs <= done:
+        raise UserError(f"the run has already trained {done} of its {cfg.epochs} epochs (ask for more: "
+                        f"epochs={done + 10})")
+    planned = checkpoint["config"]["epochs"]
+    scheduler = checkpoint["config"]["scheduler"] or {}
+    if cfg.epochs != planned and (scheduler.get("type") == "onecycle" or
+                                  (scheduler.get("type") == "cosine" and scheduler.get("t_max") is None)):
+        raise UserError(f"cannot extend the run to {cfg.epochs} epochs: its {scheduler['type']} schedule was planned "
+                        f"for {planned} (resume with epochs={planned}, or start a new run)")
+    exp = build_experiment(cfg, data_dir=data_dir)
+    trained_on = checkpoint["data"].get("fingerprint")
+    if exp.data.fingerprint != trained_on:
+        raise UserError(f"the data changed since this run trained ({trained_on['rows']} rows then, "
+                        f"{exp.data.fingerprint['rows']} now, or different values), so it cannot resume exactly "
+                        f"(restore the data, or start a new run)")
+    folder = path.resolve().parent
+    if folder.name == "checkpoints":
+        run = Run(folder.parent)
+    else:
+        run = Run.create(runs_dir, cfg.name)
+        console.print(f"[yellow]note[/] '{path}' is not inside a run folder: continuing in {run.root}")
+    return _train(exp, run, resume=checkpoint)
+
+
+def _train(exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None) -> dict[str, Any]:
+    run.config_path.write_text(exp.config.to_yaml(), encoding="utf-8")
     log = RunLog(run.log_path, quiet_console=console.is_terminal)
     try:
         _print_header(exp, run, log)
+        if resume:
+            log.print(f"resuming after epoch {resume['epoch']} of {exp.config.epochs}")
         try:
-            summary = fit(exp, run, log)
+            summary = fit(exp, run, log, resume=resume)
         except Interrupted as exc:
             plot_run(run.root)
-            message = f"{exc}; checkpoints/last.pth, metrics.csv and plots are saved in {run.root}"
+            message = (f"{exc}; checkpoints, metrics.csv and plots are saved in {run.root} "
+                       f"(continue with: nnrun train --resume {run.root})")
             log.print(f"interrupted: {message}", console_too=False)
             raise Interrupted(message) from None
         plot_run(run.root)
@@ -64,6 +118,62 @@ def train(config_path: Path, overrides: list[str], *, runs_dir: Path, data_dir: 
     if summary["stop_reason"] == "non_finite_loss":
         raise UserError(summary["stop_detail"])
     return summary
+
+
+def evaluate(checkpoint: Path, *, split: str = "test", data: Path | None = None, data_dir: Path = Path("data"),
+             as_json: bool = False, out: Path | None = None, device: str = "auto") -> dict[str, Any]:
+    """`nnrun eval`: metrics of a checkpoint on its own split or other data, with predictions written to CSV."""
+    restored = restore(checkpoint, device=device)
+    result = evaluate_checkpoint(restored, split=split, data=data, data_dir=data_dir)
+    folder = Path(out).parent if out else restored.run_dir or restored.path.parent
+    name = "predictions.csv" if data is None and split == "test" else \
+        f"predictions_{Path(data).stem if data else split}.csv"
+    predictions_path = folder / name
+    folder.mkdir(parents=True, exist_ok=True)
+    result.predictions.to_csv(predictions_path, index=False)
+    payload = {"checkpoint": str(checkpoint), "epoch": restored.epoch, "data": result.source, "split": result.split,
+               "rows": len(result.predictions), "task": restored.task.kind, "metrics": result.report,
+               "predictions": str(predictions_path), "notes": result.notes}
+    if out:
+        Path(out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        console.print(json.dumps(payload, indent=2), soft_wrap=True, markup=False, highlight=False)
+        return payload
+    for note in result.notes:
+        console.print(f"[yellow]note[/] {note}", soft_wrap=True)
+    console.print(f"[bold]{checkpoint}[/] (epoch {restored.epoch}) on {result.source}, {result.split}: "
+                  f"{len(result.predictions)} rows", soft_wrap=True)
+    console.print(metrics_table("metrics", result.report))
+    if restored.task.kind == "classification":
+        console.print(per_class_table(result.report))
+        console.print(confusion_table(result.report))
+    console.print(f"predictions: {predictions_path}" + (f"; metrics: {out}" if out else ""), soft_wrap=True)
+    return payload
+
+
+def predict(checkpoint: Path, input_path: Path, *, out: Path | None = None, device: str = "auto") -> Path:
+    """`nnrun predict`: apply the checkpoint's preprocessing and model to new rows; write them to CSV."""
+    restored = restore(checkpoint, device=device)
+    predictions = predict_file(restored, Path(input_path))
+    out = Path(out) if out else Path(f"{_stem(Path(input_path))}_predictions.csv")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    predictions.to_csv(out, index=False)
+    preview = Table(title=f"first rows of {out}", title_justify="left")
+    for column in predictions.columns:
+        preview.add_column(column, justify="right")
+    for _, row in predictions.head(5).iterrows():
+        preview.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(preview)
+    console.print(f"{len(predictions)} predictions written to {out}", soft_wrap=True)
+    return out
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".csv.gz", ".csv", ".zip"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
 
 
 def check(config_path: Path, overrides: list[str], *, data_dir: Path = Path("data"),

@@ -65,3 +65,27 @@ def metrics_table(title: str, metrics: dict[str, float | None]) -> Table:
         if isinstance(value, (int, float)) or value is None:
             table.add_row(name, "n/a" if value is None else f"{value:.4f}")
     return table
+
+
+def per_class_table(report: dict) -> Table:
+    """Per-class precision, recall, F1 and support."""
+    table = Table(title="per class", title_justify="left")
+    table.add_column("class", overflow="fold")
+    for column in ("precision", "recall", "f1", "support"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for name, stats in report["per_class"].items():
+        table.add_row(Text(name), f"{stats['precision']:.4f}", f"{stats['recall']:.4f}", f"{stats['f1']:.4f}",
+                      str(stats["support"]))
+    return table
+
+
+def confusion_table(report: dict) -> Table:
+    """The confusion matrix: a row per true class, a column per predicted class (numbered as the rows)."""
+    names = list(report["per_class"])
+    table = Table(title="confusion matrix (row: true, column: predicted)", title_justify="left")
+    table.add_column("true class", overflow="fold")
+    for i in range(len(names)):
+        table.add_column(str(i), justify="right", no_wrap=True)
+    for i, (name, row) in enumerate(zip(names, report["confusion_matrix"])):
+        table.add_row(Text(f"{i} {name}"), *[f"[bold]{n}[/]" if i == j else str(n) for j, n in enumerate(row)])
+    return table

@@ -121,16 +121,8 @@ def _task(cfg: Config, data: DataBundle, device: torch.device) -> Task:
                         f"(give one weight per class, in the order {', '.join(data.class_names or [])})")
     if problems:
         raise UserError(*problems)
-    target = data.preprocessing["target"]
-    return Task(
-        kind=data.task,
-        expects=loss.meta["expects"],
-        class_names=data.class_names,
-        binary_output=bool(loss.meta.get("binary")),
-        n_targets=data.n_targets,
-        target_mean=torch.tensor(target["mean"], dtype=torch.float32, device=device) if target else None,
-        target_std=torch.tensor(target["std"], dtype=torch.float32, device=device) if target else None,
-    )
+    return Task.for_loss(cfg.loss.type, kind=data.task, class_names=data.class_names, n_targets=data.n_targets,
+                         target_scaling=data.preprocessing["target"], device=device)
 
 
 @contextmanager

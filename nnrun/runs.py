@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -58,18 +59,29 @@ class Run:
     def plots_dir(self) -> Path:
         return self.root / "plots"
 
+    @property
+    def predictions_path(self) -> Path:
+        """The best weights' predictions on the test split (train and eval write it; plots read it)."""
+        return self.root / "predictions.csv"
+
 
 class MetricsWriter:
-    """Appends one row per epoch to metrics.csv and flushes it, so the file is current at all times."""
+    """Appends one row per epoch to metrics.csv and flushes it, so the file is current at all times.
 
-    def __init__(self, path: Path, columns: list[str]):
+    Given `rows` (a resumed run's history), it first rewrites the file to exactly those rows.
+    """
+
+    def __init__(self, path: Path, columns: list[str], *, rows: list[dict[str, float]] | None = None):
         self.columns = columns
-        new = not path.exists() or path.stat().st_size == 0
+        if rows is not None or not path.exists():
+            tmp = path.with_name(f".{path.name}.tmp")
+            with open(tmp, "w", newline="", encoding="utf-8") as file:
+                writer = csv.DictWriter(file, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows({k: _cell(row.get(k)) for k in columns} for row in rows or [])
+            os.replace(tmp, path)
         self._file = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._writer = csv.DictWriter(self._file, fieldnames=columns)
-        if new:
-            self._writer.writeheader()
-            self._file.flush()
 
     def write(self, row: dict[str, float]) -> None:
         self._writer.writerow({k: _cell(row.get(k)) for k in self.columns})

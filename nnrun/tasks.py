@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
+
+from nnrun.losses import LOSSES
 
 
 @dataclass
@@ -18,6 +23,18 @@ class Task:
     n_targets: int = 1
     target_mean: torch.Tensor | None = None  # (targets,) on the device; regression only
     target_std: torch.Tensor | None = None
+
+    @classmethod
+    def for_loss(cls, loss: str, *, kind: str, class_names: list[str] | None, n_targets: int,
+                 target_scaling: dict[str, Any] | None, device: torch.device | str = "cpu") -> Task:
+        """The task of data of `kind` trained with `loss`; `target_scaling` is a TargetScaler's state."""
+        meta = LOSSES.get(loss).meta
+
+        def tensor(key: str) -> torch.Tensor | None:
+            return torch.tensor(target_scaling[key], dtype=torch.float32, device=device) if target_scaling else None
+
+        return cls(kind=kind, expects=meta["expects"], class_names=class_names, binary_output=bool(meta.get("binary")),
+                   n_targets=n_targets, target_mean=tensor("mean"), target_std=tensor("std"))
 
     @property
     def out_features(self) -> int:
@@ -63,3 +80,28 @@ class Task:
         ss_tot = ((true - true.mean(dim=0)) ** 2).sum(dim=0)
         values = torch.stack([mse.sqrt(), (pred - true).abs().mean(), (1 - ss_res / ss_tot).mean()]).tolist()
         return dict(zip(["rmse", "mae", "r2"], values))
+
+    def predictions(self, output: torch.Tensor, target: torch.Tensor | None, rows: np.ndarray) -> pd.DataFrame:
+        """One row per input: its row id, the target (if known) and the prediction, in the data's own terms.
+
+        Classification gives class names and one `prob_<class>` column per class; regression gives values in
+        original units (`target_1`, `prediction_1`, ... when there are several targets).
+        """
+        frame = pd.DataFrame({"row": rows})
+        if self.kind == "classification":
+            names = np.array(self.class_names, dtype=object)
+            if target is not None:
+                frame["target"] = names[target.cpu().numpy()]
+            frame["prediction"] = names[self.predict_classes(output).cpu().numpy()]
+            probs = self.probabilities(output).cpu().numpy()
+            for i, name in enumerate(self.class_names):
+                frame[f"prob_{name}"] = probs[:, i]
+            return frame
+        suffixes = [""] if self.n_targets == 1 else [f"_{i + 1}" for i in range(self.n_targets)]
+        values = self.to_units(output).cpu().numpy()
+        truth = self.to_units(target).cpu().numpy() if target is not None else None
+        for i, suffix in enumerate(suffixes):
+            if truth is not None:
+                frame[f"target{suffix}"] = truth[:, i]
+            frame[f"prediction{suffix}"] = values[:, i]
+        return frame

@@ -84,31 +84,34 @@ def evaluate(model: nn.Module, split: SplitTensors, loss_fn: nn.Module) -> tuple
     return loss_fn(output, split.y).item(), output
 
 
-def test_report(exp: Experiment, split: SplitTensors) -> dict[str, Any]:
-    """Loss and the full metric report for a split, regression metrics in original units."""
-    loss, output = evaluate(exp.model, split, exp.loss_fn)
-    task = exp.task
+def split_report(model: nn.Module, split: SplitTensors, loss_fn: nn.Module,
+                 task: Task) -> tuple[dict[str, Any], torch.Tensor]:
+    """Loss and the full metric report for a split (regression in original units), and the model's outputs."""
+    loss, output = evaluate(model, split, loss_fn)
     if task.kind == "classification":
         report = classification_report(split.y.cpu().numpy(), task.probabilities(output).cpu().numpy(),
                                        task.class_names)
     else:
         report = regression_report(task.to_units(split.y).cpu().numpy(), task.to_units(output).cpu().numpy())
-    return {"loss": loss, **report}
+    return {"loss": loss, **report}, output
 
 
-def fit(exp: Experiment, run: Run, log: RunLog) -> dict[str, Any]:
-    """Train for `epochs`, keeping the best and last checkpoints; returns the summary written to summary.json."""
+def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train for `epochs`, keeping the best and last checkpoints; returns the summary written to summary.json.
+
+    `resume` is a last.pth checkpoint of this run: training continues exactly where it stopped.
+    """
     cfg, task = exp.config, exp.task
     stopping = cfg.early_stopping
-    state = LoopState()
-    metrics = MetricsWriter(run.metrics_path, epoch_columns(task.kind))
+    state, best_weights = restore_training_state(exp, resume) if resume else (LoopState(), None)
+    # On resume, metrics.csv is rewritten from the checkpoint, so no epoch is missing or repeated.
+    metrics = MetricsWriter(run.metrics_path, epoch_columns(task.kind), rows=state.history if resume else None)
     step_scheduler = exp.scheduler if exp.scheduler_interval == "step" else None
-    best_weights: dict[str, torch.Tensor] | None = None
     saver = _CheckpointSaver(run, state.history)
     stop_reason, stop_detail = "completed", f"ran all {cfg.epochs} epochs"
     started = time.perf_counter()
 
-    with _progress(cfg.epochs, enabled=log.quiet_console) as bar, _InterruptGuard() as guard:
+    with _progress(cfg.epochs, state.epoch, enabled=log.quiet_console) as bar, _InterruptGuard() as guard:
         try:
             for epoch in range(state.epoch + 1, cfg.epochs + 1):
                 epoch_start = time.perf_counter()
@@ -150,7 +153,7 @@ def fit(exp: Experiment, run: Run, log: RunLog) -> dict[str, Any]:
                             exp.scheduler.step()
                     # checkpoint after the scheduler step, so that resuming continues with the next epoch's lr
                     best = _checkpoint(exp, state, weights=best_weights) if state.best_epoch == epoch else None
-                    saver.update(best=best, last=_checkpoint(exp, state, training=True))
+                    saver.update(best=best, last=_checkpoint(exp, state, best_weights=best_weights))
 
                 log.epoch(_epoch_line(row, cfg.epochs, task.kind))
                 bar(epoch, row, task.kind)
@@ -173,11 +176,12 @@ def fit(exp: Experiment, run: Run, log: RunLog) -> dict[str, Any]:
             saver.flush()
             metrics.close()
 
-    # test the best weights
+    # test the best weights, and keep their predictions for the plots
     test = None
-    if best_weights is not None and stop_reason != "interrupted":
+    if best_weights is not None and stop_reason != "interrupted" and exp.data.test is not None:
         exp.model.load_state_dict(best_weights)
-        test = test_report(exp, exp.data.test) if exp.data.test is not None else None
+        test, output = split_report(exp.model, exp.data.test, exp.loss_fn, task)
+        task.predictions(output, exp.data.test.y, exp.data.test.rows).to_csv(run.predictions_path, index=False)
     summary = _summary(exp, run, state, stop_reason, stop_detail, test, time.perf_counter() - started)
     run.summary_path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n", encoding="utf-8")
     if stop_reason == "interrupted":
@@ -214,9 +218,10 @@ class _CheckpointSaver:
 
 
 def _checkpoint(exp: Experiment, state: LoopState, *, weights: dict[str, torch.Tensor] | None = None,
-                training: bool = False) -> dict[str, Any]:
-    """Everything eval needs (weights, config, preprocessing, classes); with `training`, also what resume needs.
+                best_weights: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """A best.pth (given its `weights`) or last.pth (the live model, plus everything resume needs).
 
+    Both hold everything eval needs: weights, config, preprocessing, class names, the data's fingerprint.
     The saver adds `metrics`, the rows of metrics.csv up to this epoch.
     """
     data = exp.data
@@ -224,21 +229,47 @@ def _checkpoint(exp: Experiment, state: LoopState, *, weights: dict[str, torch.T
         "config": exp.config.to_dict(),
         "model": weights if weights is not None else _clone(exp.model.state_dict()),
         "data": {"task": data.task, "class_names": data.class_names, "feature_names": data.feature_names,
-                 "in_shape": list(data.in_shape), "n_targets": data.n_targets, "preprocessing": data.preprocessing},
+                 "in_shape": list(data.in_shape), "n_targets": data.n_targets, "preprocessing": data.preprocessing,
+                 "fingerprint": data.fingerprint},
         "epoch": state.best_epoch if weights is not None else state.epoch,
         "versions": _versions(),
     }
-    if training:
-        checkpoint["optimizer"] = copy.deepcopy(exp.optimizer.state_dict())
-        checkpoint["scheduler"] = copy.deepcopy(exp.scheduler.state_dict()) if exp.scheduler else None
-        checkpoint["loop"] = {k: v for k, v in asdict(state).items() if k != "history"}
-        checkpoint["rng"] = {
-            "torch": torch.get_rng_state(),
-            "shuffle": exp.train_batches.generator.get_state(),
-            "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if exp.device.type == "cuda" else None,
-        }
+    if weights is None:
+        legacy_numpy = np.random.get_state()
+        checkpoint.update({
+            "best_model": best_weights,  # so that last.pth alone resumes exactly, best epoch included
+            "optimizer": copy.deepcopy(exp.optimizer.state_dict()),
+            "scheduler": copy.deepcopy(exp.scheduler.state_dict()) if exp.scheduler else None,
+            "loop": {k: v for k, v in asdict(state).items() if k != "history"},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "shuffle": exp.train_batches.generator.get_state(),
+                "python": random.getstate(),
+                # np.random's legacy state holds an array, which weights_only refuses: store it as a tensor.
+                "numpy": [legacy_numpy[0], torch.from_numpy(legacy_numpy[1].astype(np.int64)), *legacy_numpy[2:]],
+                "cuda": torch.cuda.get_rng_state_all() if exp.device.type == "cuda" else None,
+            },
+        })
     return checkpoint
+
+
+def restore_training_state(exp: Experiment, checkpoint: dict[str, Any]) -> tuple[LoopState, dict | None]:
+    """Load a last.pth into the live experiment: weights, optimizer, scheduler, RNGs; returns the loop state."""
+    exp.model.load_state_dict(checkpoint["model"])
+    exp.optimizer.load_state_dict(checkpoint["optimizer"])
+    if exp.scheduler is not None and checkpoint["scheduler"] is not None:
+        exp.scheduler.load_state_dict(checkpoint["scheduler"])
+    rng = checkpoint["rng"]
+    torch.set_rng_state(rng["torch"])
+    exp.train_batches.generator.set_state(rng["shuffle"])
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, *rest = rng["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    if rng["cuda"] is not None and exp.device.type == "cuda":
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    state = LoopState(**checkpoint["loop"], history=list(checkpoint["metrics"]))
+    return state, checkpoint.get("best_model")
 
 
 def _summary(exp: Experiment, run: Run, state: LoopState, stop_reason: str, stop_detail: str,
@@ -351,12 +382,12 @@ class _Bar:
 
 
 @contextmanager
-def _progress(epochs: int, *, enabled: bool):
+def _progress(epochs: int, done: int, *, enabled: bool):
     if not enabled:
         yield _Bar(None, None)
         return
     progress = Progress(TextColumn("[bold]epochs"), BarColumn(bar_width=20), MofNCompleteColumn(), TimeRemainingColumn(),
                         TextColumn("{task.description}"), console=console)
     with progress:
-        yield _Bar(progress, progress.add_task("", total=epochs))
+        yield _Bar(progress, progress.add_task("", total=epochs, completed=done))
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from nnrun.config import DataConfig
 from nnrun.data.datasets import DATASETS, DataContext
-from nnrun.data.tables import Table
 from nnrun.data.preprocessing import FeaturePreprocessor, TargetScaler
 from nnrun.data.splits import split_indices
+from nnrun.data.tables import Table
 from nnrun.errors import UserError
 
 
@@ -40,6 +42,7 @@ class DataBundle:
     n_targets: int
     splits: dict[str, SplitTensors]
     preprocessing: dict[str, Any]  # plain-typed state: {"features": ..., "target": ... or None}
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # {"rows": n, "sha256": ...} of the whole table
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -55,13 +58,13 @@ class DataBundle:
         return self.splits["test"] if len(self.splits["test"]) else None
 
 
-def load_data(cfg: DataConfig, *, seed: int, device: torch.device, data_dir: Path = Path("data")) -> DataBundle:
-    """Build the dataset, split it with `seed`, fit the preprocessing on train, move the splits to `device`."""
-    try:
-        table = DATASETS.build(cfg.type, DataContext(data_dir=Path(data_dir)), **cfg.kwargs)
-    except ValueError as exc:
-        raise UserError(f"data '{cfg.type}' could not be built: {exc} (fix the data settings)") from None
-    _check_table(table, cfg.type)
+def load_data(cfg: DataConfig, *, seed: int, device: torch.device, data_dir: Path = Path("data"),
+              preprocessing: dict[str, Any] | None = None) -> DataBundle:
+    """Build the dataset, split it with `seed`, fit the preprocessing on train, move the splits to `device`.
+
+    With `preprocessing` (a checkpoint's stored state) nothing is fitted: the stored statistics are applied.
+    """
+    table = build_table(cfg, data_dir)
     notes = list(table.notes)
     n_rows = len(table.features)
     if table.split is not None:
@@ -76,30 +79,53 @@ def load_data(cfg: DataConfig, *, seed: int, device: torch.device, data_dir: Pat
                                            stratify=stratify)
         notes += split_notes
 
-    # Statistics come from the train rows only, then are applied unchanged to val and test.
-    features = FeaturePreprocessor(cfg.scale, categorical=table.categorical, missing=table.missing)
-    features.fit(table.features.iloc[index["train"]])
-    target = None
-    if table.task == "regression":
-        target = TargetScaler(cfg.target_scale).fit(table.target[index["train"]])
+    if preprocessing is None:
+        # Statistics come from the train rows only, then are applied unchanged to val and test.
+        features = FeaturePreprocessor(cfg.scale, categorical=table.categorical, missing=table.missing)
+        features.fit(table.features.iloc[index["train"]])
+        target = TargetScaler(cfg.target_scale).fit(table.target[index["train"]]) if table.task == "regression" \
+            else None
+    else:
+        features = FeaturePreprocessor.from_state(preprocessing["features"])
+        target = TargetScaler.from_state(preprocessing["target"]) if preprocessing["target"] else None
 
-    splits = {}
-    for name, rows in index.items():
-        x = features.transform(table.features.iloc[rows])
-        y = table.target[rows] if target is None else target.transform(table.target[rows])
-        splits[name] = SplitTensors(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device),
-                                    table.row_ids[rows])
-    n_targets = 1 if table.target.ndim == 1 else table.target.shape[1]
+    splits = {name: to_tensors(table, rows, features, target, device) for name, rows in index.items()}
     return DataBundle(
         task=table.task,
         class_names=table.class_names,
         feature_names=features.feature_names,
         in_shape=(len(features.feature_names),),
-        n_targets=n_targets,
+        n_targets=1 if table.target.ndim == 1 else table.target.shape[1],
         splits=splits,
         preprocessing={"features": features.state_dict(), "target": target.state_dict() if target else None},
+        fingerprint=fingerprint(table),
         notes=notes,
     )
+
+
+def build_table(cfg: DataConfig, data_dir: Path) -> Table:
+    """Call the dataset's builder; a builder's complaint about its settings is a UserError."""
+    try:
+        table = DATASETS.build(cfg.type, DataContext(data_dir=Path(data_dir)), **cfg.kwargs)
+    except ValueError as exc:
+        raise UserError(f"data '{cfg.type}' could not be built: {exc} (fix the data settings)") from None
+    _check_table(table, cfg.type)
+    return table
+
+
+def to_tensors(table: Table, rows: np.ndarray, features: FeaturePreprocessor, target: TargetScaler | None,
+               device: torch.device) -> SplitTensors:
+    """Preprocess some rows of a table into tensors on the device."""
+    x = features.transform(table.features.iloc[rows])
+    y = table.target[rows] if target is None else target.transform(table.target[rows])
+    return SplitTensors(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), table.row_ids[rows])
+
+
+def fingerprint(table: Table) -> dict[str, Any]:
+    """Row count and a hash of the features and target: tells whether a checkpoint's data has changed."""
+    digest = hashlib.sha256(pd.util.hash_pandas_object(table.features, index=False).to_numpy().tobytes())
+    digest.update(np.ascontiguousarray(table.target).tobytes())
+    return {"rows": len(table.features), "sha256": digest.hexdigest()}
 
 
 def _check_table(table: Table, name: str) -> None:
