@@ -138,6 +138,24 @@ def predict(
         commands.predict(checkpoint, input_path, out=out, device=device)
 
 
+@app.command()
+def plot(
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="One run folder, or several to compare.")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Where to write (one run: a copy of its plots; several: default runs/compare-<time>/).",
+        show_default=False)] = None,
+    metrics: Annotated[str | None, typer.Option(
+        "--metrics", help="Comma-separated metrics to draw, such as loss,accuracy or val_rmse,r2.",
+        show_default=False)] = None,
+) -> None:
+    """Draw a run's curves, confusion matrix or predictions, and report.html; or compare several runs."""
+    with _exit_codes():
+        from nnrun import commands
+
+        chosen = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+        commands.plot(run_dirs, out=out, metrics=chosen)
+
+
 @app.command("list")
 def list_(kind: Annotated[Kind | None, typer.Argument(help="Which registry to list (default: all).")] = None) -> None:
     """List registered datasets, models, losses, optimizers and schedulers with their parameters."""

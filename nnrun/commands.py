@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ from nnrun.inference import evaluate_checkpoint, predict_file, restore
 from nnrun.losses import LOSSES
 from nnrun.models import MODELS, OUTPUT_ACTIVATIONS, summarize
 from nnrun.optimizers import OPTIMIZERS
-from nnrun.plots import plot_run
+from nnrun.plots import compare_runs, plot_run, read_run
 from nnrun.registry import Registry
+from nnrun.report import write_report
 from nnrun.runs import Run
 from nnrun.schedulers import SCHEDULERS
 from nnrun.training import fit
@@ -106,12 +108,13 @@ def _train(exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None) -
         try:
             summary = fit(exp, run, log, resume=resume)
         except Interrupted as exc:
-            plot_run(run.root)
+            draw(run.root)
             message = (f"{exc}; checkpoints, metrics.csv and plots are saved in {run.root} "
                        f"(continue with: nnrun train --resume {run.root})")
             log.print(f"interrupted: {message}", console_too=False)
             raise Interrupted(message) from None
-        plot_run(run.root)
+        for note in draw(run.root):
+            log.print(f"[yellow]note[/]   {note}")
         _print_result(summary, log)
     finally:
         log.close()
@@ -166,6 +169,35 @@ def predict(checkpoint: Path, input_path: Path, *, out: Path | None = None, devi
     console.print(preview)
     console.print(f"{len(predictions)} predictions written to {out}", soft_wrap=True)
     return out
+
+
+def plot(run_dirs: list[Path], *, out: Path | None = None, metrics: list[str] | None = None) -> list[Path]:
+    """`nnrun plot`: redraw one run's plots and report, or compare several runs metric by metric."""
+    if len(run_dirs) == 1:
+        run = read_run(run_dirs[0])
+        written, notes = plot_run(run, metrics=metrics)
+        if not written:
+            raise UserError(notes[-1] + " (let it train at least one epoch)")
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+            written = [Path(shutil.copy(path, out / path.name)) for path in written]
+        written.append(write_report(run, written))
+    else:
+        written, notes = compare_runs(run_dirs, out, metrics=metrics)
+    for note in notes:
+        console.print(f"[yellow]note[/] {note}", soft_wrap=True)
+    for path in written:
+        console.print(f"wrote {path}", soft_wrap=True)
+    return written
+
+
+def draw(run_dir: Path) -> list[str]:
+    """The end of every training run: plots and report.html from the run's files; returns notes."""
+    run = read_run(run_dir)
+    written, notes = plot_run(run)
+    if written:
+        write_report(run, written)
+    return [n for n in notes if not n.startswith("no summary.json")]
 
 
 def _stem(path: Path) -> str:

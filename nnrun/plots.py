@@ -1,65 +1,359 @@
-"""Plots drawn from a run's metrics.csv, so they can be redrawn at any time. Headless: no window ever opens."""
+"""Plots drawn from a run's files (metrics.csv, predictions.csv), so they can be redrawn at any time.
+
+Figures are built with matplotlib's object API on the Agg canvas: headless, no window ever opens. Each
+`*_figure` function returns its Figure, so tests can read back exactly what was drawn.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
+import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from nnrun.errors import UserError
 
-def read_metrics(path: Path) -> dict[str, list[float]]:
-    """metrics.csv as columns of floats (empty cells become NaN)."""
+SIZE = (8.0, 5.0)  # inches at DPI: every PNG is 800 x 500 pixels (the confusion matrix is square-ish, below)
+DPI = 100
+TRAIN_COLOR, VAL_COLOR, BEST_COLOR = "#1f77b4", "#ff7f0e", "#555555"
+
+
+@dataclass
+class RunFiles:
+    """What a run folder holds for plotting: its metrics by column, and what the summary and config say."""
+
+    root: Path
+    metrics: dict[str, list[float]]
+    summary: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    predictions: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.summary.get("name") or self.config.get("name") or self.root.name
+
+    @property
+    def epochs(self) -> list[float]:
+        return self.metrics.get("epoch", [])
+
+    @property
+    def task(self) -> str:
+        return "classification" if "val_accuracy" in self.metrics else "regression"
+
+    @property
+    def target_name(self) -> str:
+        """What the target is called, for axis labels: a CSV's column, else the dataset's name."""
+        data = self.config.get("data") or {}
+        return data.get("target") or "target"
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The summary's best epoch; for an unfinished run, the best by the config's monitor so far."""
+        if self.summary.get("best_epoch"):
+            return int(self.summary["best_epoch"])
+        stopping = self.config.get("early_stopping") or {}
+        monitor = stopping.get("monitor", "val_loss")
+        values = [v for v in self.metrics.get(monitor, []) if math.isfinite(v)]
+        if not values:
+            return None
+        best = max(values) if stopping.get("mode") == "max" else min(values)
+        return int(self.epochs[self.metrics[monitor].index(best)])
+
+
+def read_run(run_dir: Path) -> RunFiles:
+    """Read a run folder's metrics.csv (required), summary.json, config.yaml and predictions.csv (optional)."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise UserError(f"run folder '{root}' not found (give a folder made by nnrun train, such as runs/NAME-DATE)")
+    path = root / "metrics.csv"
+    if not path.is_file():
+        raise UserError(f"'{root}' has no metrics.csv (give a run folder made by nnrun train)")
+    metrics, notes = read_metrics(path)
+    run = RunFiles(root, metrics, notes=notes)
+    if (root / "summary.json").is_file():
+        try:
+            run.summary = json.loads((root / "summary.json").read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            run.notes.append("summary.json is unreadable, so the plots leave out what it adds")
+    else:
+        run.notes.append("no summary.json: the run did not finish, so these plots show the epochs it completed")
+    if (root / "config.yaml").is_file():
+        run.config = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8")) or {}
+    if (root / "predictions.csv").is_file():
+        run.predictions = pd.read_csv(root / "predictions.csv")
+    return run
+
+
+def read_metrics(path: Path) -> tuple[dict[str, list[float]], list[str]]:
+    """metrics.csv as columns of floats, and notes; a torn last line (a killed run) is left out."""
     with open(path, newline="", encoding="utf-8") as file:
-        rows = list(csv.DictReader(file))
-    columns = rows[0].keys() if rows else []
-    return {c: [_float(row[c]) for row in rows] for c in columns}
+        rows = list(csv.reader(file))
+    if not rows:
+        return {}, ["metrics.csv is empty: the run stopped before writing its header"]
+    header, body = rows[0], rows[1:]
+    complete = [row for row in body if len(row) == len(header) and all(cell != "" for cell in row[:4])]
+    notes = [f"left out {len(body) - len(complete)} incomplete row(s) of metrics.csv"] if len(complete) < len(body) \
+        else []
+    return {name: [_float(row[i]) for row in complete] for i, name in enumerate(header)}, notes
 
 
-def plot_run(run_dir: Path) -> list[Path]:
-    """Draw a run's plots into `run_dir/plots/`; returns the files written."""
-    run_dir = Path(run_dir)
-    metrics = read_metrics(run_dir / "metrics.csv")
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    out = run_dir / "plots"
+def plot_run(run: RunFiles, *, metrics: list[str] | None = None) -> tuple[list[Path], list[str]]:
+    """Draw a run's plots into its `plots/` folder: (files written, notes on what could not be drawn)."""
+    notes = list(run.notes)
+    if not run.epochs:
+        return [], [*notes, f"'{run.root}' has no finished epoch in metrics.csv yet, so there is nothing to plot"]
+    out = run.root / "plots"
     out.mkdir(exist_ok=True)
+    figures = {"loss.png": loss_figure(run)}
+    panels = metric_panels(run, metrics)
+    if panels:
+        figures["metrics.png"] = metrics_figure(run, panels)
+    figures["lr.png"] = lr_figure(run)
+    if run.predictions is None:
+        notes.append("no predictions.csv (written when training ends, or by nnrun eval), so no "
+                      + ("confusion matrix" if run.task == "classification" else "predictions plot"))
+    elif run.task == "classification":
+        figures["confusion_matrix.png"] = confusion_figure(run)
+    else:
+        figures["predictions.png"] = predictions_figure(run)
     written = []
-    if metrics.get("epoch"):
-        path = out / "loss.png"
-        plot_loss(metrics, path, title=summary.get("name", run_dir.name), best_epoch=summary.get("best_epoch"))
-        written.append(path)
-    return written
+    for name, fig in figures.items():
+        save(fig, out / name)
+        written.append(out / name)
+    return written, notes
 
 
-def plot_loss(metrics: dict[str, list[float]], path: Path, *, title: str, best_epoch: int | None = None) -> Figure:
-    """Train and val loss by epoch, best epoch marked; log scale when the loss spans more than two decades."""
-    fig = Figure(figsize=(7, 4.5), dpi=100, layout="constrained")
-    ax = fig.add_subplot()
-    epochs = metrics["epoch"]
-    for column, label in (("train_loss", "train"), ("val_loss", "val")):
-        if column in metrics:
-            ax.plot(epochs, metrics[column], label=label, marker="o" if len(epochs) < 30 else None, markersize=3)
-    if best_epoch is not None and best_epoch in epochs:
-        ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label=f"best epoch ({best_epoch})")
-    values = [v for c in ("train_loss", "val_loss") for v in metrics.get(c, []) if math.isfinite(v) and v > 0]
+def compare_runs(run_dirs: list[Path], out: Path | None = None, *,
+                 metrics: list[str] | None = None) -> tuple[list[Path], list[str]]:
+    """One PNG per metric with one labelled line per run: (files written, notes)."""
+    runs = [read_run(d) for d in run_dirs]
+    notes = [f"{run.root.name}: {note}" for run in runs for note in run.notes]
+    runs_with_epochs = [run for run in runs if run.epochs]
+    notes += [f"{run.root.name} has no finished epoch, so it is left out" for run in runs if not run.epochs]
+    if not runs_with_epochs:
+        raise UserError("none of these runs has a finished epoch to compare (train them first)")
+    out = Path(out) if out else Path(run_dirs[0]).parent / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
+    out.mkdir(parents=True, exist_ok=True)
+    labels = _labels(runs_with_epochs)
+    columns = [c for c in ("val_loss", "train_loss", "val_accuracy", "train_accuracy", "val_rmse", "val_mae",
+                           "val_r2", "lr") if any(c in run.metrics for run in runs_with_epochs)]
+    chosen = _choose(columns, metrics)
+    written = []
+    for column in chosen:
+        fig = comparison_figure(runs_with_epochs, labels, column)
+        missing = [labels[i] for i, run in enumerate(runs_with_epochs) if column not in run.metrics]
+        if missing:
+            notes.append(f"{column}: not recorded by {', '.join(missing)}")
+        save(fig, out / f"{column}.png")
+        written.append(out / f"{column}.png")
+    return written, notes
+
+
+# --- figures ---------------------------------------------------------------------------------------------------
+
+def loss_figure(run: RunFiles) -> Figure:
+    """Train and val loss by epoch, the best epoch marked; log scale when the loss spans more than two decades."""
+    fig, ax = _figure()
+    for column, label, color in (("train_loss", "train", TRAIN_COLOR), ("val_loss", "val", VAL_COLOR)):
+        if column in run.metrics:
+            ax.plot(run.epochs, run.metrics[column], label=label, color=color, **_markers(run))
+    _mark_best(ax, run)
+    values = [v for c in ("train_loss", "val_loss") for v in run.metrics.get(c, []) if math.isfinite(v) and v > 0]
     if values and max(values) / min(values) > 100:
         ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title(f"{title}: loss")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best")
-    _save(fig, path)
+    loss_name = (run.config.get("loss") or {}).get("type", "")
+    unit = " (standardized target)" if run.task == "regression" and _target_scaled(run) else ""
+    _finish(ax, run, "loss", "epoch", f"{loss_name} loss{unit}".strip())
     return fig
 
 
-def _save(fig: Figure, path: Path) -> None:
+def lr_figure(run: RunFiles) -> Figure:
+    """The learning rate each epoch trained with."""
+    fig, ax = _figure()
+    ax.plot(run.epochs, run.metrics.get("lr", []), color=TRAIN_COLOR, label="learning rate", drawstyle="steps-post",
+            **_markers(run))
+    lrs = [v for v in run.metrics.get("lr", []) if v > 0]
+    if lrs and max(lrs) / min(lrs) > 100:
+        ax.set_yscale("log")
+    scheduler = run.config.get("scheduler") or {}
+    kind = scheduler.get("type") if isinstance(scheduler, dict) else scheduler
+    _finish(ax, run, f"learning rate ({kind or 'no scheduler'})", "epoch", "learning rate")
+    return fig
+
+
+def metric_panels(run: RunFiles, chosen: list[str] | None = None) -> list[tuple[str, list[str]]]:
+    """(panel title, columns) for metrics.png: accuracy for classification; errors and R² for regression."""
+    if run.task == "classification":
+        panels = [("accuracy", ["train_accuracy", "val_accuracy"])]
+    else:
+        panels = [(f"error ({run.target_name})", ["val_rmse", "val_mae"]), ("R²", ["val_r2"])]
+    if chosen:
+        wanted = set(_choose([c for _, cols in panels for c in cols], chosen))
+        panels = [(title, [c for c in cols if c in wanted]) for title, cols in panels]
+    return [(title, [c for c in cols if c in run.metrics]) for title, cols in panels
+            if any(c in run.metrics for c in cols)]
+
+
+def metrics_figure(run: RunFiles, panels: list[tuple[str, list[str]]]) -> Figure:
+    """The task's validation metrics by epoch (and train accuracy), one panel per kind of number."""
+    fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    colors = {"train_accuracy": TRAIN_COLOR, "val_accuracy": VAL_COLOR, "val_rmse": VAL_COLOR, "val_mae": "#2ca02c",
+              "val_r2": VAL_COLOR}
+    for ax, (title, columns) in zip(axes, panels):
+        for column in columns:
+            ax.plot(run.epochs, run.metrics[column], label=column.replace("_", " "), color=colors.get(column),
+                    **_markers(run))
+        _mark_best(ax, run)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=3, frameon=False)
+    fig.suptitle(f"{run.name}: validation metrics")
+    return fig
+
+
+def confusion_figure(run: RunFiles) -> Figure:
+    """Test-split confusion matrix: colour is the share of each true class, text is count and share."""
+    predictions = run.predictions
+    classes = [c.removeprefix("prob_") for c in predictions.columns if c.startswith("prob_")]
+    index = {name: i for i, name in enumerate(classes)}
+    counts = np.zeros((len(classes), len(classes)), dtype=int)
+    np.add.at(counts, (predictions["target"].astype(str).map(index), predictions["prediction"].astype(str).map(index)),
+              1)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    side = min(max(5.0, 0.6 * len(classes) + 3), 12.0)
+    fig = Figure(figsize=(side + 1, side), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="share of the true class", shrink=0.8)
+    if len(classes) <= 30:
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                color = "white" if shares[i, j] > 0.6 else "black"
+                ax.text(j, i, f"{counts[i, j]}\n{shares[i, j]:.0%}", ha="center", va="center", color=color,
+                        fontsize=9 if len(classes) <= 12 else 6)
+    ax.set_xticks(range(len(classes)), classes, rotation=45 if max(map(len, classes)) > 3 else 0, ha="right"
+                  if max(map(len, classes)) > 3 else "center")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    ax.set_title(f"{run.name}: confusion matrix, {counts.sum()} test rows, accuracy {accuracy:.3f}")
+    return fig
+
+
+def predictions_figure(run: RunFiles) -> Figure:
+    """Regression on the test split: predicted against actual with the y = x line, and the residuals."""
+    predictions = run.predictions
+    target = next(c for c in predictions.columns if c.startswith("target"))
+    predicted = next(c for c in predictions.columns if c.startswith("prediction"))
+    actual, guess = predictions[target].to_numpy(), predictions[predicted].to_numpy()
+    fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
+    scatter_ax, residual_ax = fig.subplots(1, 2)
+    scatter_ax.scatter(actual, guess, s=10, alpha=0.5, color=TRAIN_COLOR, label="test rows")
+    low, high = float(min(actual.min(), guess.min())), float(max(actual.max(), guess.max()))
+    scatter_ax.plot([low, high], [low, high], color=BEST_COLOR, linestyle="--", linewidth=1, label="y = x")
+    unit = run.target_name
+    scatter_ax.set_xlabel(f"actual {unit}")
+    scatter_ax.set_ylabel(f"predicted {unit}")
+    scatter_ax.set_title("predicted vs actual")
+    scatter_ax.grid(alpha=0.3)
+    scatter_ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, frameon=False)
+    residuals = guess - actual
+    residual_ax.hist(residuals, bins=min(40, max(5, len(residuals) // 5)), color=VAL_COLOR, alpha=0.8)
+    residual_ax.axvline(0, color=BEST_COLOR, linestyle="--", linewidth=1)
+    residual_ax.set_xlabel(f"predicted - actual ({unit})")
+    residual_ax.set_ylabel("test rows")
+    rmse = float(np.sqrt(np.mean(residuals ** 2)))
+    residual_ax.set_title(f"residuals (RMSE {rmse:.4g})")
+    residual_ax.grid(alpha=0.3)
+    fig.suptitle(f"{run.name}: test predictions ({len(actual)} rows)")
+    return fig
+
+
+def comparison_figure(runs: list[RunFiles], labels: list[str], column: str) -> Figure:
+    """One metric by epoch, one labelled line per run."""
+    fig, ax = _figure()
+    for run, label in zip(runs, labels):
+        if column in run.metrics:
+            ax.plot(run.epochs, run.metrics[column], label=label, **_markers(run))
+    values = [v for run in runs for v in run.metrics.get(column, []) if math.isfinite(v) and v > 0]
+    if values and max(values) / min(values) > 100:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(column.replace("_", " "))
+    ax.set_title(f"{column.replace('_', ' ')} by epoch: {len(runs)} runs")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="run")
+    return fig
+
+
+def save(fig: Figure, path: Path) -> None:
+    """Write a figure as PNG through the Agg canvas (no display needed)."""
     FigureCanvasAgg(fig)
     fig.savefig(path)
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+def _figure() -> tuple[Figure, Any]:
+    fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _finish(ax, run: RunFiles, what: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(f"{run.name}: {what}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    # Beside the axes, never on top of a curve.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def _mark_best(ax, run: RunFiles) -> None:
+    best = run.best_epoch
+    if best is not None and best in run.epochs:
+        ax.axvline(best, color=BEST_COLOR, linestyle="--", linewidth=1, label=f"best epoch ({best})")
+
+
+def _markers(run: RunFiles) -> dict[str, Any]:
+    return {"marker": "o", "markersize": 3} if len(run.epochs) < 30 else {}
+
+
+def _target_scaled(run: RunFiles) -> bool:
+    data = run.config.get("data") or {}
+    return data.get("target_scale", "standard") == "standard"
+
+
+def _labels(runs: list[RunFiles]) -> list[str]:
+    """Run names, or folder names where two runs share a name."""
+    names = [run.name for run in runs]
+    return names if len(set(names)) == len(names) else [run.root.name for run in runs]
+
+
+def _choose(columns: list[str], wanted: list[str] | None) -> list[str]:
+    """Columns named by `--metrics` (`loss` means train and val loss, `accuracy` both accuracies, ...)."""
+    if not wanted:
+        return columns
+    chosen = [c for c in columns if any(c == w or c.endswith(f"_{w}") for w in wanted)]
+    unknown = [w for w in wanted if not any(c == w or c.endswith(f"_{w}") for c in columns)]
+    if unknown:
+        short = sorted({c.split("_", 1)[-1] for c in columns})
+        raise UserError(f"--metrics names '{unknown[0]}', which these runs did not record "
+                        f"(choose from: {', '.join(short)})")
+    return chosen
 
 
 def _float(text: str) -> float:

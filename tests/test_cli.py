@@ -174,3 +174,4 @@ def test_ctrl_c_saves_last_checkpoint_and_exits_130(write_config, tmp_path):
     assert last["epoch"] == len(rows) >= 3
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stop_reason"] == "interrupted"
+    assert (run / "plots" / "loss.png").is_file() and (run / "report.html").is_file()
