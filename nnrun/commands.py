@@ -162,9 +162,13 @@ def predict(checkpoint: Path, input_path: Path, *, out: Path | None = None, devi
     out.parent.mkdir(parents=True, exist_ok=True)
     predictions.to_csv(out, index=False)
     preview = Table(title=f"first rows of {out}", title_justify="left")
-    for column in predictions.columns:
-        preview.add_column(column, justify="right")
-    for _, row in predictions.head(5).iterrows():
+    probabilities = predictions.filter(like="prob_")
+    shown = predictions[[c for c in predictions.columns if not c.startswith("prob_")]].head(5).copy()
+    if not probabilities.empty:  # one column, not one per class: the predicted class's probability
+        shown["probability"] = probabilities.max(axis=1).head(5)
+    for column in shown.columns:
+        preview.add_column(column, justify="right", overflow="fold")
+    for _, row in shown.iterrows():
         preview.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
     console.print(preview)
     console.print(f"{len(predictions)} predictions written to {out}", soft_wrap=True)
@@ -260,7 +264,9 @@ def _print_header(exp: Experiment, run: Run, log: RunLog) -> None:
     target = f"{len(data.class_names)} classes" if data.class_names else f"{data.n_targets} target(s)"
     params = sum(p.numel() for p in exp.model.parameters())
     log.print(f"[bold]nnrun train[/] {cfg.name} -> {run.root}")
-    log.print(f"data   {cfg.data.type}: {data.task}, {target}, {len(data.feature_names)} features; rows {rows}")
+    inputs = ("x".join(str(d) for d in data.in_shape) + " images") if data.input_stats else \
+        f"{len(data.feature_names)} features"
+    log.print(f"data   {cfg.data.type}: {data.task}, {target}, {inputs}; rows {rows}")
     for note in data.notes:
         log.print(f"[yellow]note[/]   {note}")
     log.print(f"model  {cfg.model.type}: {params:,} parameters; loss {cfg.loss.type}; "

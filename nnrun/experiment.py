@@ -81,8 +81,8 @@ def build_experiment(cfg: Config, *, data_dir: Path = Path("data")) -> Experimen
     task = _task(cfg, data, device)
 
     with _user_settings("model"):
-        model = build_model(cfg.model.type, cfg.model.kwargs, in_shape=data.in_shape,
-                            out_features=task.out_features, output_activation=cfg.model.output_activation)
+        model = build_model(cfg.model.type, cfg.model.kwargs, in_shape=data.in_shape, out_features=task.out_features,
+                            output_activation=cfg.model.output_activation, input_stats=data.input_stats)
     model = model.to(device)
     with _user_settings("loss"):
         loss_fn = LOSSES.build(cfg.loss.type, **cfg.loss.kwargs).to(device)
@@ -90,7 +90,8 @@ def build_experiment(cfg: Config, *, data_dir: Path = Path("data")) -> Experimen
         optimizer = OPTIMIZERS.build(cfg.optimizer.type, model.parameters(), **cfg.optimizer.kwargs)
 
     batch_size = None if cfg.batch_size == "full" else cfg.batch_size
-    train_batches = Batches(data.train.x, data.train.y, batch_size, shuffle=True, generator=generator)
+    train_batches = Batches(data.train.x, data.train.y, batch_size, shuffle=True, generator=generator,
+                            augment=data.augment)
     scheduler, interval = None, "epoch"
     if cfg.scheduler is not None:
         entry = SCHEDULERS.get(cfg.scheduler.type)
@@ -122,7 +123,7 @@ def _task(cfg: Config, data: DataBundle, device: torch.device) -> Task:
     if problems:
         raise UserError(*problems)
     return Task.for_loss(cfg.loss.type, kind=data.task, class_names=data.class_names, n_targets=data.n_targets,
-                         target_scaling=data.preprocessing["target"], device=device)
+                         target_scaling=data.preprocessing.get("target"), device=device)
 
 
 @contextmanager

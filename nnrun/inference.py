@@ -18,6 +18,8 @@ from nnrun.checkpoints import load_checkpoint
 from nnrun.config import Config, load_yaml, validate
 from nnrun.data.bundle import SplitTensors, load_data
 from nnrun.data.csv_table import read_frame
+from nnrun.data.images import IDX_FILES, IDX_IMAGES, IDX_LABELS, IMAGE_EXTENSIONS, decode_images, find_idx, \
+    image_paths, read_idx
 from nnrun.data.preprocessing import FeaturePreprocessor, TargetScaler
 from nnrun.errors import UserError
 from nnrun.experiment import resolve_device
@@ -49,6 +51,11 @@ class Restored:
         return folder.parent if folder.name == "checkpoints" else None
 
     @property
+    def images(self) -> dict[str, Any] | None:
+        """For an image model: the channels, size and normalization it was trained with."""
+        return self.data["preprocessing"].get("images")
+
+    @property
     def target_column(self) -> str:
         """The label column a labelled file must have: the CSV's own target, else `target`."""
         return self.config.data.kwargs.get("target", "target") if self.config.data.type == "csv" else "target"
@@ -74,10 +81,11 @@ def restore(path: Path, *, device: str = "auto") -> Restored:
         data = checkpoint["data"]
         torch_device = resolve_device(device)
         task = Task.for_loss(cfg.loss.type, kind=data["task"], class_names=data["class_names"],
-                             n_targets=data["n_targets"], target_scaling=data["preprocessing"]["target"],
+                             n_targets=data["n_targets"], target_scaling=data["preprocessing"].get("target"),
                              device=torch_device)
         model = build_model(cfg.model.type, cfg.model.kwargs, in_shape=tuple(data["in_shape"]),
-                            out_features=task.out_features, output_activation=cfg.model.output_activation)
+                            out_features=task.out_features, output_activation=cfg.model.output_activation,
+                            input_stats=data["preprocessing"].get("images"))
         model.load_state_dict(checkpoint["model"])
         loss_fn = LOSSES.build(cfg.loss.type, **cfg.loss.kwargs)
         epoch = int(checkpoint["epoch"])
@@ -97,8 +105,10 @@ def evaluate_checkpoint(restored: Restored, *, split: str = "test", data: Path |
     if split not in SPLITS:
         raise UserError(f"unknown split '{split}' (choose one of {', '.join(SPLITS)})")
     if data is not None and Path(data).suffix.lower() not in (".yaml", ".yml"):
-        frame = read_frame(_existing(Path(data)))
-        rows = _labelled_rows(restored, frame, str(data))
+        if restored.images is not None:
+            rows = _image_rows(restored, _existing(Path(data), folder_ok=True), labelled=True)
+        else:
+            rows = _labelled_rows(restored, read_frame(_existing(Path(data))), str(data))
         return _evaluation(restored, rows, source=str(data), split="all rows")
 
     cfg = restored.config if data is None else validate(load_yaml(Path(data)), source=Path(data))
@@ -118,11 +128,57 @@ def evaluate_checkpoint(restored: Restored, *, split: str = "test", data: Path |
 
 
 def predict_file(restored: Restored, path: Path) -> pd.DataFrame:
-    """Predictions for the rows of a CSV without (or with, ignored) the target: class names or original units."""
+    """Predictions for new rows: a CSV (its target, if any, is ignored), or for an image model a folder of
+    images or an IDX images file. Class names with probabilities, or values in original units."""
+    if restored.images is not None:
+        rows = _image_rows(restored, _existing(path, folder_ok=True), labelled=False)
+        return restored.task.predictions(_outputs(restored.model, rows.x), None, rows.rows)
     frame = read_frame(_existing(path))
     x = _features(restored, frame)
     output = _outputs(restored.model, x)
     return restored.task.predictions(output, None, frame.index.to_numpy())
+
+
+def _image_rows(restored: Restored, path: Path, *, labelled: bool) -> SplitTensors:
+    """Images to score, converted as in training (channels, size): an IDX images file, a folder holding IDX
+    files (its t10k test set), or an image folder (class subfolders when `labelled`, any images otherwise)."""
+    shape = restored.images
+    if path.is_dir() and any(path.glob("*-idx3-ubyte*")):
+        path = find_idx(path, IDX_FILES["test"][0])
+    if path.is_file():
+        images = read_idx(path, IDX_IMAGES)
+        x = torch.from_numpy(images.copy()).unsqueeze(1)
+        if tuple(x.shape[1:]) != (shape["channels"], *shape["size"]):
+            raise UserError(f"'{path}' holds {x.shape[2]}x{x.shape[3]} images with {x.shape[1]} channel(s), but the "
+                            f"model takes {shape['size'][0]}x{shape['size'][1]} with {shape['channels']}")
+        labels_path = path.with_name(path.name.replace("images-idx3", "labels-idx1"))
+        if labelled and not labels_path.is_file():
+            raise UserError(f"no labels file '{labels_path.name}' beside '{path}' (eval needs the labels; nnrun "
+                            f"predict scores images without them)")
+        y = torch.from_numpy(read_idx(labels_path, IDX_LABELS).astype(np.int64)) if labelled else None
+        if y is not None and len(y) != len(x):
+            raise UserError(f"'{path.name}' holds {len(x):,} images but '{labels_path.name}' holds {len(y):,} labels "
+                            f"(the files do not belong together)")
+        return SplitTensors(x.to(restored.device), None if y is None else y.to(restored.device),
+                            np.arange(len(x)))
+    mode = "L" if shape["channels"] == 1 else "RGB"
+    if labelled:
+        classes = image_paths(path)
+        known = {name: i for i, name in enumerate(restored.task.class_names)}
+        unknown = [name for name in classes if name not in known]
+        if unknown:
+            raise UserError(f"'{path}' has a class folder '{unknown[0]}' that the model was not trained on (its "
+                            f"classes: {', '.join(restored.task.class_names)})")
+        files = [p for files in classes.values() for p in files]
+        y = torch.tensor([known[name] for name, files in classes.items() for _ in files], dtype=torch.long)
+    else:
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise UserError(f"'{path}' holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        y = None
+    x = decode_images(files, mode=mode, size=tuple(shape["size"]))
+    rows = np.array([str(p.relative_to(path)) for p in files], dtype=object)
+    return SplitTensors(x.to(restored.device), None if y is None else y.to(restored.device), rows)
 
 
 def _evaluation(restored: Restored, rows: SplitTensors, *, source: str, split: str,
@@ -173,7 +229,7 @@ def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([model(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
 
 
-def _existing(path: Path) -> Path:
-    if not path.is_file():
-        raise UserError(f"file '{path}' not found (check the path)")
+def _existing(path: Path, *, folder_ok: bool = False) -> Path:
+    if not (path.is_file() or (folder_ok and path.is_dir())):
+        raise UserError(f"{'file or folder' if folder_ok else 'file'} '{path}' not found (check the path)")
     return path

@@ -86,17 +86,103 @@ def mlp(
     return model
 
 
+@MODELS.register("cnn")
+def cnn(
+    in_shape: tuple[int, ...],
+    out_features: int,
+    /,
+    *,
+    channels: list[int] = [32, 64, 128],  # noqa: B006 - read-only default, shown by `nnrun list`
+    convs_per_block: int = 2,
+    kernel: int = 3,
+    batchnorm: bool = True,
+    pool: Literal["max", "avg", "none"] = "max",
+    dropout: float = 0.0,
+    activation: Activation = "relu",
+    init: Init = "default",
+) -> nn.Module:
+    """Conv blocks ([Conv -> BatchNorm -> activation] x convs_per_block -> pool) per entry of `channels`,
+    then global average pooling, dropout and a linear head."""
+    if len(in_shape) != 3:
+        raise ValueError(f"cnn needs images (channels, height, width), but the data gives {len(in_shape)}-d rows; "
+                         f"use model mlp for tables")
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    width = in_shape[0]
+    for block, size in enumerate(channels, start=1):
+        for conv in range(1, convs_per_block + 1):
+            name = f"block{block}_conv{conv}"
+            layers[name] = nn.Conv2d(width, size, kernel, padding=kernel // 2, bias=not batchnorm)
+            if batchnorm:
+                layers[f"{name}_bn"] = nn.BatchNorm2d(size)
+            layers[f"{name}_act"] = ACTIVATIONS[activation]()
+            width = size
+        if pool != "none":
+            layers[f"block{block}_pool"] = (nn.MaxPool2d if pool == "max" else nn.AvgPool2d)(2, ceil_mode=True)
+    layers["global_pool"] = nn.AdaptiveAvgPool2d(1)
+    layers["flatten"] = nn.Flatten()
+    if dropout > 0:
+        layers["dropout"] = nn.Dropout(dropout)
+    layers["head"] = nn.Linear(width, out_features)
+    model = nn.Sequential(layers)
+    initialize(model, init, nonlinearity=activation)
+    return model
+
+
+def _resnet(depth: int, in_shape: tuple[int, ...], out_features: int, small_input: bool) -> nn.Module:
+    from torchvision import models
+
+    if len(in_shape) != 3:
+        raise ValueError(f"resnet{depth} needs images (channels, height, width); use model mlp for tables")
+    model = getattr(models, f"resnet{depth}")(weights=None, num_classes=out_features)
+    channels = in_shape[0]
+    if small_input:  # 28x28 or 32x32 images: a 3x3 stride-1 stem and no max-pool keep the spatial detail
+        model.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    elif channels != 3:
+        model.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return model
+
+
+@MODELS.register("resnet18")
+def resnet18(in_shape: tuple[int, ...], out_features: int, /, *, small_input: bool = True) -> nn.Module:
+    """torchvision ResNet-18 from scratch (weights=None), its first conv adapted to small and 1-channel images."""
+    return _resnet(18, in_shape, out_features, small_input)
+
+
+@MODELS.register("resnet34")
+def resnet34(in_shape: tuple[int, ...], out_features: int, /, *, small_input: bool = True) -> nn.Module:
+    """torchvision ResNet-34 from scratch (weights=None), its first conv adapted to small and 1-channel images."""
+    return _resnet(34, in_shape, out_features, small_input)
+
+
+class Standardize(nn.Module):
+    """The first layer of an image model: uint8 pixels to floats in [0, 1], then per-channel (x - mean) / std."""
+
+    def __init__(self, mean: list[float], std: list[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, channels, height, width) uint8
+        return (x.float() / 255 - self.mean) / self.std
+
+
 def build_model(name: str, kwargs: dict, *, in_shape: tuple[int, ...], out_features: int,
-                output_activation: str = "none") -> nn.Module:
-    """Build a registered model and append its output activation (resolved from the loss by the config)."""
+                output_activation: str = "none", input_stats: dict | None = None) -> nn.Module:
+    """Build a registered model, with `Standardize` in front for images and the output activation at the end."""
     model = MODELS.build(name, tuple(in_shape), out_features, **kwargs)
-    if output_activation == "none":
+    if input_stats is None and output_activation == "none":
         return model
-    activation = OUTPUT_ACTIVATIONS[output_activation]()
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    if input_stats is not None:
+        layers["standardize"] = Standardize(input_stats["mean"], input_stats["std"])
     if isinstance(model, nn.Sequential):
-        model.add_module("output_activation", activation)
-        return model
-    return nn.Sequential(OrderedDict(net=model, output_activation=activation))
+        layers.update(model.named_children())
+    else:
+        layers["net"] = model
+    if output_activation != "none":
+        layers["output_activation"] = OUTPUT_ACTIVATIONS[output_activation]()
+    return nn.Sequential(layers)
 
 
 def initialize(model: nn.Module, scheme: str, *, nonlinearity: str = "relu") -> None:
@@ -106,7 +192,7 @@ def initialize(model: nn.Module, scheme: str, *, nonlinearity: str = "relu") -> 
     gain_for = {"relu": "relu", "leaky_relu": "leaky_relu", "tanh": "tanh", "sigmoid": "sigmoid"}
     kaiming = gain_for.get(nonlinearity, "linear")
     for module in model.modules():
-        if not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+        if not isinstance(module, (nn.Linear, nn.Conv2d)):
             continue
         weight = module.weight
         if scheme == "xavier_normal":

@@ -119,7 +119,7 @@ class Registry:
                                 f"(add it: {path}.{param.name}=<{type_name(param.annotation)}>)")
         return resolved, problems
 
-    def build(self, name: str, *context: Any, **kwargs: Any) -> Any:
+    def build(self, name: str, /, *context: Any, **kwargs: Any) -> Any:
         """Call the builder with nnrun's positional context and the user's validated kwargs."""
         return self.get(name).fn(*context, **kwargs)
 

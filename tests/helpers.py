@@ -28,3 +28,41 @@ def one_step(exp: Experiment) -> float:
     assert torch.isfinite(loss)
     assert any(not torch.equal(b, p) for b, p in zip(before, exp.model.parameters())), "no weight changed"
     return loss.item()
+
+
+def fake_digits(n: int, *, size: int = 28, classes: int = 10, seed: int = 0):
+    """(n, size, size) uint8 images whose class is a bright square at a class-specific spot, plus noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n).astype(np.uint8)
+    images = rng.integers(0, 60, (n, size, size)).astype(np.uint8)
+    cell = max(size // 4, 2)
+    for i, label in enumerate(labels):
+        r, c = divmod(int(label) % 16, 4)
+        images[i, r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = 255
+    return images, labels
+
+
+def write_idx(path, array, *, gz: bool = True, magic: int | None = None):
+    """Write an array as an IDX file (the MNIST format): magic number, dimensions, bytes."""
+    import gzip
+
+    import numpy as np
+
+    array = np.asarray(array, dtype=np.uint8)
+    magic = magic if magic is not None else (2051 if array.ndim == 3 else 2049)
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    data = header + array.tobytes()
+    path.write_bytes(gzip.compress(data) if gz else data)
+
+
+def write_idx_folder(folder, *, n_train: int = 200, n_test: int = 50, size: int = 28, gz: bool = True, seed: int = 0):
+    """The four standard IDX files of a small fake digit set."""
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    for prefix, n, offset in (("train", n_train, 0), ("t10k", n_test, 1)):
+        images, labels = fake_digits(n, size=size, seed=seed + offset)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images, gz=gz)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels, gz=gz)
+    return folder

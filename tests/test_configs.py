@@ -73,3 +73,20 @@ def test_california_housing_r2(cli, tmp_path, monkeypatch):
     assert summary["rows"]["train"] + summary["rows"]["val"] + summary["rows"]["test"] == 20640
     assert summary["test"]["r2"] >= 0.78
     assert "total_bedrooms (207)" in " ".join(summary["notes"])
+
+
+MNIST5K = SHARED_DATA / "mnist-5k"
+
+
+@pytest.mark.skipif(not MNIST5K.is_dir(), reason=f"the MNIST-5k IDX files are not at {MNIST5K}")
+@pytest.mark.parametrize("config, target", [("mnist5k_mlp.yaml", 0.92), ("mnist5k_cnn.yaml", 0.96)])
+def test_mnist5k(cli, tmp_path, monkeypatch, config, target):
+    monkeypatch.setenv("NNRUN_DATA_DIR", str(SHARED_DATA))
+    summary = train(cli, tmp_path, config)
+    assert summary["rows"] == {"train": 3600, "val": 400, "test": 1000}
+    assert summary["test"]["accuracy"] >= target
+
+
+def test_digits_mlp(cli, tmp_path):
+    summary = train(cli, tmp_path, "digits_mlp.yaml")
+    assert summary["test"]["accuracy"] >= 0.95

@@ -14,8 +14,8 @@ from tests.conftest import BASE_CONFIG, merged
 
 CPU = torch.device("cpu")
 CTX = DataContext()
-# Every dataset but `csv`, which needs a file (tests/test_csv.py covers it).
-BUILT_IN = [name for name in DATASETS.names() if name != "csv"]
+# Every dataset that needs no file (csv: tests/test_csv.py; image datasets: tests/test_images.py).
+BUILT_IN = [entry.name for entry in DATASETS if not any(p.required for p in entry.params.values())]
 
 
 @pytest.mark.parametrize("name", BUILT_IN)

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nnrun.config import DataConfig
+from nnrun.config import DataConfig, Split
 from nnrun.data.datasets import DATASETS, DataContext
+from nnrun.data.images import Augment, ImageTable, channel_stats
 from nnrun.data.preprocessing import FeaturePreprocessor, TargetScaler
 from nnrun.data.splits import split_indices
 from nnrun.data.tables import Table
@@ -23,7 +24,7 @@ from nnrun.errors import UserError
 class SplitTensors:
     """One split on the device: inputs, targets, and the row numbers they came from."""
 
-    x: torch.Tensor  # (rows, *in_shape) float32
+    x: torch.Tensor  # (rows, *in_shape): float32 features, or uint8 images (rows, channels, height, width)
     y: torch.Tensor  # (rows,) int64 class indices, or (rows, targets) float32 scaled targets
     rows: np.ndarray  # (rows,) each row's number in the source (the CSV's data row, counted from 0)
 
@@ -44,6 +45,12 @@ class DataBundle:
     preprocessing: dict[str, Any]  # plain-typed state: {"features": ..., "target": ... or None}
     fingerprint: dict[str, Any] = field(default_factory=dict)  # {"rows": n, "sha256": ...} of the whole table
     notes: list[str] = field(default_factory=list)
+    augment: Augment | None = None  # random crop / flip for training batches of images
+
+    @property
+    def input_stats(self) -> dict[str, Any] | None:
+        """Per-channel mean and std that the model's first layer applies to uint8 images; None for tables."""
+        return self.preprocessing.get("images")
 
     @property
     def train(self) -> SplitTensors:
@@ -65,19 +72,9 @@ def load_data(cfg: DataConfig, *, seed: int, device: torch.device, data_dir: Pat
     With `preprocessing` (a checkpoint's stored state) nothing is fitted: the stored statistics are applied.
     """
     table = build_table(cfg, data_dir)
-    notes = list(table.notes)
-    n_rows = len(table.features)
-    if table.split is not None:
-        index = {name: np.flatnonzero(table.split == name) for name in ("train", "val", "test")}
-    elif cfg.split.all:
-        every = np.arange(n_rows)
-        index = {"train": every, "val": every, "test": every}
-        notes.append(f"data.split=all: train, val and test are the same {n_rows} rows, so no metric is held-out")
-    else:
-        stratify = table.target if table.task == "classification" else None
-        index, split_notes = split_indices(n_rows, val=cfg.split.val, test=cfg.split.test, seed=seed,
-                                           stratify=stratify)
-        notes += split_notes
+    index, notes = split_rows(table, cfg.split, seed)
+    if isinstance(table, ImageTable):
+        return _image_bundle(table, index, notes, device, preprocessing)
 
     if preprocessing is None:
         # Statistics come from the train rows only, then are applied unchanged to val and test.
@@ -103,7 +100,61 @@ def load_data(cfg: DataConfig, *, seed: int, device: torch.device, data_dir: Pat
     )
 
 
-def build_table(cfg: DataConfig, data_dir: Path) -> Table:
+def split_rows(table: Table | ImageTable, split: Split, seed: int) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Row indices of train, val and test, and notes for the log.
+
+    A table that brings its own split (a CSV's split column, a dataset's test files) keeps it; when it has no
+    val rows, `split.val` of its train rows become val, seeded and stratified.
+    """
+    notes = list(table.notes)
+    n_rows = len(table.target)
+    stratify = table.target if table.task == "classification" else None
+    if table.split is not None:
+        index = {name: np.flatnonzero(table.split == name) for name in ("train", "val", "test")}
+        if not len(index["val"]):
+            held_out, more_notes = split_indices(len(index["train"]), val=split.val, test=0.0, seed=seed,
+                                                 stratify=None if stratify is None else stratify[index["train"]])
+            notes += more_notes
+            index["val"] = index["train"][held_out["val"]]
+            index["train"] = index["train"][held_out["train"]]
+            notes.append(f"val split: {split.val:.0%} of the {len(held_out['train']) + len(held_out['val'])} train "
+                         f"rows (data.split.val); the test split is the data's own")
+        return index, notes
+    if split.all:
+        every = np.arange(n_rows)
+        notes.append(f"data.split=all: train, val and test are the same {n_rows} rows, so no metric is held-out")
+        return {"train": every, "val": every, "test": every}, notes
+    index, more_notes = split_indices(n_rows, val=split.val, test=split.test, seed=seed, stratify=stratify)
+    return index, notes + more_notes
+
+
+def _image_bundle(table: ImageTable, index: dict[str, np.ndarray], notes: list[str], device: torch.device,
+                  preprocessing: dict[str, Any] | None) -> DataBundle:
+    """Images stay uint8 on the device; normalization statistics come from the train split (or the checkpoint)."""
+    channels, height, width = table.images.shape[1:]
+    if preprocessing is None:
+        mean, std = channel_stats(table.images[torch.from_numpy(index["train"])], table.normalize)
+    else:
+        mean, std = preprocessing["images"]["mean"], preprocessing["images"]["std"]
+    splits = {name: SplitTensors(table.images[torch.from_numpy(rows)].to(device),
+                                 torch.from_numpy(table.target[rows]).to(device), table.row_ids[rows])
+              for name, rows in index.items()}
+    augment = Augment(**table.augment) if table.augment else None
+    return DataBundle(
+        task="classification",
+        class_names=table.class_names,
+        feature_names=[],
+        in_shape=(channels, height, width),
+        n_targets=1,
+        splits=splits,
+        preprocessing={"images": {"channels": channels, "size": [height, width], "mean": mean, "std": std}},
+        fingerprint=fingerprint(table),
+        notes=notes,
+        augment=augment or None,
+    )
+
+
+def build_table(cfg: DataConfig, data_dir: Path) -> Table | ImageTable:
     """Call the dataset's builder; a builder's complaint about its settings is a UserError."""
     try:
         table = DATASETS.build(cfg.type, DataContext(data_dir=Path(data_dir)), **cfg.kwargs)
@@ -121,16 +172,19 @@ def to_tensors(table: Table, rows: np.ndarray, features: FeaturePreprocessor, ta
     return SplitTensors(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), table.row_ids[rows])
 
 
-def fingerprint(table: Table) -> dict[str, Any]:
+def fingerprint(table: Table | ImageTable) -> dict[str, Any]:
     """Row count and a hash of the features and target: tells whether a checkpoint's data has changed."""
-    digest = hashlib.sha256(pd.util.hash_pandas_object(table.features, index=False).to_numpy().tobytes())
+    if isinstance(table, ImageTable):
+        digest = hashlib.sha256(table.images.contiguous().numpy().tobytes())
+    else:
+        digest = hashlib.sha256(pd.util.hash_pandas_object(table.features, index=False).to_numpy().tobytes())
     digest.update(np.ascontiguousarray(table.target).tobytes())
-    return {"rows": len(table.features), "sha256": digest.hexdigest()}
+    return {"rows": len(table.target), "sha256": digest.hexdigest()}
 
 
-def _check_table(table: Table, name: str) -> None:
-    if len(table.features) < 3:
-        raise UserError(f"data '{name}' has {len(table.features)} rows, too few to train on "
+def _check_table(table: Table | ImageTable, name: str) -> None:
+    if len(table.target) < 3:
+        raise UserError(f"data '{name}' has {len(table.target)} rows, too few to train on "
                         f"(give at least 3 rows)")
     if table.task == "classification":
         classes = np.unique(table.target)

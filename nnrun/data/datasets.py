@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 from sklearn import datasets as skd
 
+from nnrun.data import images
 from nnrun.data.csv_table import csv_table, read_frame, resolve_path
+from nnrun.data.images import ImageTable
 from nnrun.data.tables import Table
 from nnrun.registry import Registry
 
@@ -127,3 +129,48 @@ def csv(
     return csv_table(read_frame(file), name=path, target=target, features=features, drop=drop,
                      categorical=categorical, missing=missing, task=task, sample=sample, seed=seed,
                      split_column=split_column)
+
+
+# Options shared by the image datasets.
+Normalize = Literal["auto", "none"] | dict
+
+
+def _image_options(table: ImageTable, *, train_subset: int | None, test_subset: int | None, subset_seed: int | None,
+                   normalize: str | dict, random_crop: int, horizontal_flip: bool) -> ImageTable:
+    table = images.take_subset(table, train=train_subset, test=test_subset, seed=subset_seed)
+    table.normalize = normalize
+    table.augment = {"random_crop": random_crop, "horizontal_flip": horizontal_flip}
+    return table
+
+
+@DATASETS.register("idx", task="classification")
+def idx(ctx: DataContext, /, *, path: str, class_names: list[str] | None = None, train_subset: int | None = None,
+        test_subset: int | None = None, subset_seed: int | None = None, normalize: Normalize = "auto",
+        random_crop: int = 0, horizontal_flip: bool = False) -> ImageTable:
+    """A folder of the four standard IDX files (train/t10k images and labels, plain or .gz), as MNIST ships."""
+    table = images.idx_table(resolve_path(path, ctx.data_dir, folder=True), class_names=class_names)
+    return _image_options(table, train_subset=train_subset, test_subset=test_subset, subset_seed=subset_seed,
+                          normalize=normalize, random_crop=random_crop, horizontal_flip=horizontal_flip)
+
+
+@DATASETS.register("torchvision", task="classification")
+def torchvision(ctx: DataContext, /, *,
+                name: Literal["FashionMNIST", "MNIST", "KMNIST", "EMNIST", "CIFAR10", "CIFAR100", "SVHN"],
+                root: str = ".", download: bool = False, emnist_split: str = "balanced",
+                train_subset: int | None = None, test_subset: int | None = None, subset_seed: int | None = None,
+                normalize: Normalize = "auto", random_crop: int = 0, horizontal_flip: bool = False) -> ImageTable:
+    """A torchvision dataset with its own train/test sets; `root` is under the data directory."""
+    folder = Path(root).expanduser()
+    folder = folder if folder.is_absolute() else Path(ctx.data_dir) / folder
+    table = images.torchvision_table(name, folder, download=download, emnist_split=emnist_split)
+    return _image_options(table, train_subset=train_subset, test_subset=test_subset, subset_seed=subset_seed,
+                          normalize=normalize, random_crop=random_crop, horizontal_flip=horizontal_flip)
+
+
+@DATASETS.register("image_folder", task="classification")
+def image_folder(ctx: DataContext, /, *, path: str, resize: list[int] | None = None, grayscale: bool | None = None,
+                 normalize: Normalize = "auto", random_crop: int = 0, horizontal_flip: bool = False) -> ImageTable:
+    """Images in one subfolder per class (PNG, JPEG, ...), decoded once; `resize` to [height, width]."""
+    table = images.folder_table(resolve_path(path, ctx.data_dir, folder=True), resize=resize, grayscale=grayscale)
+    return _image_options(table, train_subset=None, test_subset=None, subset_seed=None, normalize=normalize,
+                          random_crop=random_crop, horizontal_flip=horizontal_flip)
