@@ -254,7 +254,7 @@ def _data_table(exp: Experiment) -> Table:
     for column in ("split", "rows", "x shape", "y shape"):
         table.add_column(column)
     for split_name, split in data.splits.items():
-        table.add_row(split_name, str(len(split)), str(tuple(split.x.shape)), str(tuple(split.y.shape)))
+        table.add_row(split_name, str(len(split)), str(split.shape), str(tuple(split.y.shape)))
     return table
 
 

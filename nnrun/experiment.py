@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,6 @@ import torch
 from torch import nn
 
 from nnrun.config import Config, task_problems
-from nnrun.data.batching import Batches
 from nnrun.data.bundle import DataBundle, load_data
 from nnrun.errors import UserError
 from nnrun.losses import LOSSES
@@ -36,7 +36,7 @@ class Experiment:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None
     scheduler_interval: str  # "epoch" | "step"
-    train_batches: Batches
+    train_batches: Iterable[tuple[torch.Tensor, torch.Tensor]]  # with len() and .generator
 
     @property
     def batch_size(self) -> int | None:
@@ -90,8 +90,7 @@ def build_experiment(cfg: Config, *, data_dir: Path = Path("data")) -> Experimen
         optimizer = OPTIMIZERS.build(cfg.optimizer.type, model.parameters(), **cfg.optimizer.kwargs)
 
     batch_size = None if cfg.batch_size == "full" else cfg.batch_size
-    train_batches = Batches(data.train.x, data.train.y, batch_size, shuffle=True, generator=generator,
-                            augment=data.augment)
+    train_batches = data.train.batches(batch_size, shuffle=True, generator=generator, augment=data.augment)
     scheduler, interval = None, "epoch"
     if cfg.scheduler is not None:
         entry = SCHEDULERS.get(cfg.scheduler.type)

@@ -55,7 +55,7 @@ def train_one_epoch(model: nn.Module, batches: Batches, loss_fn: nn.Module, opti
                     *, task: Task, step_scheduler: Any = None) -> tuple[float, float | None]:
     """One pass over the training batches: (mean loss, accuracy for classification or None)."""
     model.train()
-    device = batches.x.device
+    device = batches.device
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
@@ -80,7 +80,7 @@ def train_one_epoch(model: nn.Module, batches: Batches, loss_fn: nn.Module, opti
 def evaluate(model: nn.Module, split: SplitTensors, loss_fn: nn.Module) -> tuple[float, torch.Tensor]:
     """Mean loss over a split, and the model's outputs for every row (rows, outputs)."""
     model.eval()
-    output = torch.cat([model(x) for x, _ in Batches(split.x, split.y, EVAL_BATCH)])
+    output = torch.cat([model(x) for x, _ in split.batches(EVAL_BATCH)])
     return loss_fn(output, split.y).item(), output
 
 

@@ -268,3 +268,22 @@ def test_augment_flips_and_shifts_without_changing_the_batch_shape():
     cropped = Augment(random_crop=1)(x)
     assert cropped.shape == x.shape and cropped.dtype == torch.uint8
     assert not Augment()
+
+
+def test_streamed_image_folder_trains_like_the_in_memory_one(cli, tmp_path):
+    """in_memory=no decodes files batch by batch in DataLoader workers: same data, same metrics."""
+    write_folder(tmp_path / "shapes", mode="RGB", per_class=20)
+    results = {}
+    for in_memory in ("yes", "no"):
+        config = image_config({"type": "image_folder", "path": "shapes", "in_memory": in_memory,
+                               "split": {"train": 0.6, "val": 0.2, "test": 0.2}, "normalize": "auto"},
+                              epochs=3, batch_size=8, model={"type": "cnn", "channels": [8], "convs_per_block": 1})
+        folder = tmp_path / in_memory
+        folder.mkdir()
+        run, summary = train(cli, folder, config, "--data-dir", tmp_path)
+        results[in_memory] = (pd.read_csv(run / "metrics.csv").drop(columns=["train_seconds", "epoch_seconds"]),
+                              summary)
+        if in_memory == "no":
+            assert any("streaming 40 images from disk" in n for n in summary["notes"])
+    pd.testing.assert_frame_equal(results["yes"][0], results["no"][0], check_exact=False, atol=1e-5)
+    assert results["yes"][1]["test"]["accuracy"] == results["no"][1]["test"]["accuracy"]

@@ -7,6 +7,24 @@ from collections.abc import Callable, Iterator
 import torch
 
 
+def batch_order(n: int, batch_size: int, *, shuffle: bool, generator: torch.Generator | None,
+                count_only: bool = False) -> list[torch.Tensor | slice]:
+    """The batches of one epoch over `n` rows: slices in order, or index tensors of a seeded permutation.
+
+    When shuffling, a last batch of one row is left out (a different row each epoch): BatchNorm cannot train
+    on it. `count_only` gives batches of the right number without drawing from the generator.
+    """
+    if batch_size >= n:
+        return [slice(0, n)]
+    if not shuffle:
+        return [slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    end = n - 1 if n % batch_size == 1 else n
+    if count_only:
+        return [slice(start, start + batch_size) for start in range(0, end, batch_size)]
+    order = torch.randperm(n, generator=generator)
+    return [order[start:start + batch_size] for start in range(0, end, batch_size)]
+
+
 class Batches:
     """Iterate (x, y) batches of `batch_size` rows (None: the whole split as one batch)."""
 
@@ -18,29 +36,18 @@ class Batches:
         self.generator = generator
         self.augment = augment  # applied to each training batch, on the device
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self.augment is None:
-            yield from self._batches()
-        else:
-            for x, y in self._batches():
-                yield self.augment(x), y
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
 
     def __len__(self) -> int:
-        full, rest = divmod(len(self.x), self.batch_size)
-        return full + (rest > (1 if self.shuffle else 0))
+        return len(batch_order(len(self.x), self.batch_size, shuffle=self.shuffle, generator=None, count_only=True))
 
-    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.x)
-        if self.batch_size >= n:
-            yield self.x, self.y
-            return
-        if not self.shuffle:
-            for start in range(0, n, self.batch_size):
-                yield self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
-            return
-        order = torch.randperm(n, generator=self.generator).to(self.x.device)
-        # A last batch of one row is skipped (a different row each epoch): BatchNorm cannot train on it.
-        end = n - 1 if n % self.batch_size == 1 else n
-        for start in range(0, end, self.batch_size):
-            index = order[start:start + self.batch_size]
-            yield self.x.index_select(0, index), self.y.index_select(0, index)
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for index in batch_order(len(self.x), self.batch_size, shuffle=self.shuffle, generator=self.generator):
+            if isinstance(index, slice):
+                x, y = self.x[index], self.y[index]  # views: no copy
+            else:
+                index = index.to(self.x.device)
+                x, y = self.x.index_select(0, index), self.y.index_select(0, index)
+            yield (self.augment(x) if self.augment else x), y

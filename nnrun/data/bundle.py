@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,16 @@ import torch
 
 from nnrun.config import DataConfig, Split
 from nnrun.data.datasets import DATASETS, DataContext
+from nnrun.data.batching import Batches
 from nnrun.data.images import Augment, ImageTable, channel_stats
+from nnrun.data.streaming import ImageFileTable, StreamedSplit
 from nnrun.data.preprocessing import FeaturePreprocessor, TargetScaler
 from nnrun.data.splits import split_indices
 from nnrun.data.tables import Table
 from nnrun.errors import UserError
+
+
+STATS_SAMPLE = 2000  # training images decoded to estimate a streamed folder's normalization statistics
 
 
 @dataclass
@@ -31,6 +37,15 @@ class SplitTensors:
     def __len__(self) -> int:
         return len(self.x)
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape)
+
+    def batches(self, batch_size: int | None, *, shuffle: bool = False, generator: torch.Generator | None = None,
+                augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Batches:
+        """This split's (x, y) batches; `None` is the whole split as one batch."""
+        return Batches(self.x, self.y, batch_size, shuffle=shuffle, generator=generator, augment=augment)
+
 
 @dataclass
 class DataBundle:
@@ -41,7 +56,7 @@ class DataBundle:
     feature_names: list[str]
     in_shape: tuple[int, ...]
     n_targets: int
-    splits: dict[str, SplitTensors]
+    splits: dict[str, SplitTensors | StreamedSplit]
     preprocessing: dict[str, Any]  # plain-typed state: {"features": ..., "target": ... or None}
     fingerprint: dict[str, Any] = field(default_factory=dict)  # {"rows": n, "sha256": ...} of the whole table
     notes: list[str] = field(default_factory=list)
@@ -53,15 +68,15 @@ class DataBundle:
         return self.preprocessing.get("images")
 
     @property
-    def train(self) -> SplitTensors:
+    def train(self) -> SplitTensors | StreamedSplit:
         return self.splits["train"]
 
     @property
-    def val(self) -> SplitTensors:
+    def val(self) -> SplitTensors | StreamedSplit:
         return self.splits["val"]
 
     @property
-    def test(self) -> SplitTensors | None:
+    def test(self) -> SplitTensors | StreamedSplit | None:
         return self.splits["test"] if len(self.splits["test"]) else None
 
 
@@ -73,8 +88,8 @@ def load_data(cfg: DataConfig, *, seed: int, device: torch.device, data_dir: Pat
     """
     table = build_table(cfg, data_dir)
     index, notes = split_rows(table, cfg.split, seed)
-    if isinstance(table, ImageTable):
-        return _image_bundle(table, index, notes, device, preprocessing)
+    if isinstance(table, (ImageTable, ImageFileTable)):
+        return _image_bundle(table, index, notes, device, preprocessing, seed)
 
     if preprocessing is None:
         # Statistics come from the train rows only, then are applied unchanged to val and test.
@@ -128,17 +143,33 @@ def split_rows(table: Table | ImageTable, split: Split, seed: int) -> tuple[dict
     return index, notes + more_notes
 
 
-def _image_bundle(table: ImageTable, index: dict[str, np.ndarray], notes: list[str], device: torch.device,
-                  preprocessing: dict[str, Any] | None) -> DataBundle:
-    """Images stay uint8 on the device; normalization statistics come from the train split (or the checkpoint)."""
-    channels, height, width = table.images.shape[1:]
-    if preprocessing is None:
-        mean, std = channel_stats(table.images[torch.from_numpy(index["train"])], table.normalize)
+def _image_bundle(table: ImageTable | ImageFileTable, index: dict[str, np.ndarray], notes: list[str],
+                  device: torch.device, preprocessing: dict[str, Any] | None, seed: int) -> DataBundle:
+    """Images stay uint8 (on the device, or on disk when streamed); normalization statistics come from the
+    train split, or from the checkpoint."""
+    streamed = isinstance(table, ImageFileTable)
+    if streamed:
+        channels, (height, width) = table.channels, table.size
     else:
+        channels, height, width = table.images.shape[1:]
+    if preprocessing is not None:
         mean, std = preprocessing["images"]["mean"], preprocessing["images"]["std"]
-    splits = {name: SplitTensors(table.images[torch.from_numpy(rows)].to(device),
-                                 torch.from_numpy(table.target[rows]).to(device), table.row_ids[rows])
-              for name, rows in index.items()}
+    elif streamed:
+        # Decoding every training image just for two numbers per channel would cost an epoch: a sample will do.
+        sample = np.random.default_rng(seed).permutation(index["train"])[:STATS_SAMPLE]
+        images = torch.stack([table.files(sample)[i][0] for i in range(len(sample))])
+        mean, std = channel_stats(images, table.normalize)
+        if table.normalize == "auto" and len(sample) < len(index["train"]):
+            notes.append(f"normalization statistics from {len(sample):,} sampled training images")
+    else:
+        mean, std = channel_stats(table.images[torch.from_numpy(index["train"])], table.normalize)
+    splits = {}
+    for name, rows in index.items():
+        y = torch.from_numpy(table.target[rows]).to(device)
+        if streamed:
+            splits[name] = StreamedSplit(table.files(rows), y, table.row_ids[rows])
+        else:
+            splits[name] = SplitTensors(table.images[torch.from_numpy(rows)].to(device), y, table.row_ids[rows])
     augment = Augment(**table.augment) if table.augment else None
     return DataBundle(
         task="classification",
@@ -172,9 +203,14 @@ def to_tensors(table: Table, rows: np.ndarray, features: FeaturePreprocessor, ta
     return SplitTensors(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), table.row_ids[rows])
 
 
-def fingerprint(table: Table | ImageTable) -> dict[str, Any]:
-    """Row count and a hash of the features and target: tells whether a checkpoint's data has changed."""
-    if isinstance(table, ImageTable):
+def fingerprint(table: Table | ImageTable | ImageFileTable) -> dict[str, Any]:
+    """Row count and a hash of the features and target: tells whether a checkpoint's data has changed.
+
+    Streamed image folders are too large to hash: their file names and sizes stand in for the pixels.
+    """
+    if isinstance(table, ImageFileTable):
+        digest = hashlib.sha256("\n".join(f"{p.name}:{p.stat().st_size}" for p in table.paths).encode())
+    elif isinstance(table, ImageTable):
         digest = hashlib.sha256(table.images.contiguous().numpy().tobytes())
     else:
         digest = hashlib.sha256(pd.util.hash_pandas_object(table.features, index=False).to_numpy().tobytes())

@@ -169,8 +169,11 @@ def torchvision(ctx: DataContext, /, *,
 
 @DATASETS.register("image_folder", task="classification")
 def image_folder(ctx: DataContext, /, *, path: str, resize: list[int] | None = None, grayscale: bool | None = None,
-                 normalize: Normalize = "auto", random_crop: int = 0, horizontal_flip: bool = False) -> ImageTable:
-    """Images in one subfolder per class (PNG, JPEG, ...), decoded once; `resize` to [height, width]."""
-    table = images.folder_table(resolve_path(path, ctx.data_dir, folder=True), resize=resize, grayscale=grayscale)
+                 normalize: Normalize = "auto", random_crop: int = 0, horizontal_flip: bool = False,
+                 in_memory: Literal["auto", "yes", "no"] = "auto") -> ImageTable:
+    """Images in one subfolder per class (PNG, JPEG, ...); decoded once into memory, or streamed by
+    DataLoader workers when larger than 2 GiB (`in_memory`); `resize` to [height, width]."""
+    table = images.folder_table(resolve_path(path, ctx.data_dir, folder=True), resize=resize, grayscale=grayscale,
+                                in_memory=in_memory)
     return _image_options(table, train_subset=None, test_subset=None, subset_seed=None, normalize=normalize,
                           random_crop=random_crop, horizontal_flip=horizontal_flip)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nnrun.data.streaming import ImageFileTable
 from nnrun.errors import UserError
 
 IDX_IMAGES, IDX_LABELS = 2051, 2049  # magic numbers of the two IDX file kinds used by the MNIST family
@@ -29,7 +30,7 @@ IDX_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-TORCHVISION = ["FashionMNIST", "MNIST", "KMNIST", "EMNIST", "CIFAR10", "CIFAR100", "SVHN"]
+IN_MEMORY_LIMIT = 2 * 2**30  # bytes of decoded uint8 pixels above which an image folder is streamed
 
 
 @dataclass
@@ -270,27 +271,30 @@ def image_paths(root: Path) -> dict[str, list[Path]]:
     return classes
 
 
-def decode_images(paths: list[Path], *, mode: str, size: tuple[int, int] | None) -> torch.Tensor:
-    """(rows, channels, height, width) uint8 from image files, converted to `mode` (L or RGB), resized to `size`."""
+def decode_one(path: Path, *, mode: str, size: tuple[int, int] | None) -> torch.Tensor:
+    """One image file as uint8 (channels, height, width), converted to `mode` (L or RGB), resized to `size`."""
     from PIL import Image, UnidentifiedImageError
 
-    arrays = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                image = image.convert(mode)
-                if size is not None and image.size != (size[1], size[0]):
-                    image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                arrays.append(np.asarray(image, dtype=np.uint8))
-        except (UnidentifiedImageError, OSError) as exc:
-            raise UserError(f"image '{path}' cannot be read ({exc}; remove or replace it)") from None
-    shapes = {a.shape for a in arrays}
+    try:
+        with Image.open(path) as image:
+            image = image.convert(mode)
+            if size is not None and image.size != (size[1], size[0]):
+                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            array = np.array(image, dtype=np.uint8)  # a writable copy: torch refuses read-only arrays
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UserError(f"image '{path}' cannot be read ({exc}; remove or replace it)") from None
+    return torch.from_numpy(array[..., None] if array.ndim == 2 else array).permute(2, 0, 1).contiguous()
+
+
+def decode_images(paths: list[Path], *, mode: str, size: tuple[int, int] | None) -> torch.Tensor:
+    """(rows, channels, height, width) uint8 from image files, all of one size (or resized to `size`)."""
+    images = [decode_one(path, mode=mode, size=size) for path in paths]
+    shapes = sorted({tuple(image.shape[1:]) for image in images})
     if len(shapes) > 1:
-        first, second = sorted(shapes)[:2]
-        raise UserError(f"the images have different sizes ({first[1]}x{first[0]} and {second[1]}x{second[0]}), so "
-                        f"they cannot form one batch (set data.resize, for example data.resize=[64, 64])")
-    stacked = np.stack(arrays)
-    return torch.from_numpy(stacked if stacked.ndim == 4 else stacked[..., None]).permute(0, 3, 1, 2).contiguous()
+        (h1, w1), (h2, w2) = shapes[:2]
+        raise UserError(f"the images have different sizes ({w1}x{h1} and {w2}x{h2}), so they cannot form one "
+                        f"batch (set data.resize, for example data.resize=[64, 64])")
+    return torch.stack(images)
 
 
 def image_mode(paths: list[Path], grayscale: bool | None) -> str:
@@ -306,14 +310,30 @@ def image_mode(paths: list[Path], grayscale: bool | None) -> str:
     return "L"
 
 
-def folder_table(root: Path, *, resize: list[int] | None, grayscale: bool | None) -> ImageTable:
-    """An image folder (one subfolder per class) decoded into one table; row ids are the files' paths."""
+def folder_table(root: Path, *, resize: list[int] | None, grayscale: bool | None,
+                 in_memory: str = "auto") -> ImageTable | ImageFileTable:
+    """An image folder (one subfolder per class): decoded into one table when it fits in memory, else listed
+    for streaming. Row ids are the files' paths relative to the folder."""
+    from PIL import Image
+
     classes = image_paths(root)
     paths = [p for files in classes.values() for p in files]
     target = np.concatenate([[i] * len(files) for i, files in enumerate(classes.values())])
-    size = _size(resize)
-    images = decode_images(paths, mode=image_mode(paths, grayscale), size=size)
     row_ids = np.array([str(p.relative_to(root)) for p in paths], dtype=object)
+    mode = image_mode(paths, grayscale)
+    size = _size(resize)
+    with Image.open(paths[0]) as first:
+        decoded_size = size or (first.height, first.width)
+    channels = 1 if mode == "L" else 3
+    nbytes = len(paths) * channels * decoded_size[0] * decoded_size[1]
+    if in_memory == "no" or (in_memory == "auto" and nbytes > IN_MEMORY_LIMIT):
+        notes = [f"streaming {len(paths):,} images from disk ({nbytes / 2**30:.1f} GiB decoded; data.in_memory=yes "
+                 f"decodes them once into memory)"]
+        if size is None:
+            notes.append(f"every image is decoded at the first one's size, {decoded_size[0]}x{decoded_size[1]} "
+                         f"(set data.resize to choose)")
+        return ImageFileTable(paths, target, list(classes), mode, decoded_size, row_ids, notes=notes)
+    images = decode_images(paths, mode=mode, size=size)
     return ImageTable(images, target, list(classes), row_ids=row_ids)
 
 
