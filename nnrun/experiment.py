@@ -38,11 +38,6 @@ class Experiment:
     scheduler_interval: str  # "epoch" | "step"
     train_batches: Iterable[tuple[torch.Tensor, torch.Tensor]]  # with len() and .generator
 
-    @property
-    def batch_size(self) -> int | None:
-        """Rows per batch; None for full-batch gradient descent."""
-        return None if self.config.batch_size == "full" else self.config.batch_size
-
 
 def resolve_device(name: str) -> torch.device:
     """`auto` picks CUDA, then MPS, then the CPU; an unavailable device is a UserError."""

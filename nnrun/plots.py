@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nnrun.errors import UserError
+from nnrun.runs import Run
 
 SIZE = (8.0, 5.0)  # inches at DPI: every PNG is 800 x 500 pixels (the confusion matrix is square-ish, below)
 DPI = 100
@@ -72,25 +73,25 @@ class RunFiles:
 
 def read_run(run_dir: Path) -> RunFiles:
     """Read a run folder's metrics.csv (required), summary.json, config.yaml and predictions.csv (optional)."""
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise UserError(f"run folder '{root}' not found (give a folder made by nnrun train, such as runs/NAME-DATE)")
-    path = root / "metrics.csv"
-    if not path.is_file():
-        raise UserError(f"'{root}' has no metrics.csv (give a run folder made by nnrun train)")
-    metrics, notes = read_metrics(path)
-    run = RunFiles(root, metrics, notes=notes)
-    if (root / "summary.json").is_file():
+    folder = Run(run_dir)
+    if not folder.root.is_dir():
+        raise UserError(f"run folder '{folder.root}' not found (give a folder made by nnrun train, such as "
+                        f"runs/NAME-DATE)")
+    if not folder.metrics_path.is_file():
+        raise UserError(f"'{folder.root}' has no metrics.csv (give a run folder made by nnrun train)")
+    metrics, notes = read_metrics(folder.metrics_path)
+    run = RunFiles(folder.root, metrics, notes=notes)
+    if folder.summary_path.is_file():
         try:
-            run.summary = json.loads((root / "summary.json").read_text(encoding="utf-8"))
+            run.summary = json.loads(folder.summary_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             run.notes.append("summary.json is unreadable, so the plots leave out what it adds")
     else:
         run.notes.append("no summary.json: the run did not finish, so these plots show the epochs it completed")
-    if (root / "config.yaml").is_file():
-        run.config = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8")) or {}
-    if (root / "predictions.csv").is_file():
-        run.predictions = pd.read_csv(root / "predictions.csv")
+    if folder.config_path.is_file():
+        run.config = yaml.safe_load(folder.config_path.read_text(encoding="utf-8")) or {}
+    if folder.predictions_path.is_file():
+        run.predictions = pd.read_csv(folder.predictions_path)
     return run
 
 
@@ -112,7 +113,7 @@ def plot_run(run: RunFiles, *, metrics: list[str] | None = None) -> tuple[list[P
     notes = list(run.notes)
     if not run.epochs:
         return [], [*notes, f"'{run.root}' has no finished epoch in metrics.csv yet, so there is nothing to plot"]
-    out = run.root / "plots"
+    out = Run(run.root).plots_dir
     out.mkdir(exist_ok=True)
     figures = {"loss.png": loss_figure(run)}
     panels = metric_panels(run, metrics)
@@ -242,7 +243,8 @@ def confusion_figure(run: RunFiles) -> Figure:
         for i in range(len(classes)):
             for j in range(len(classes)):
                 color = "white" if shares[i, j] > 0.6 else "black"
-                ax.text(j, i, f"{counts[i, j]}\n{shares[i, j]:.0%}", ha="center", va="center", color=color,
+                label = f"{counts[i, j]}\n{shares[i, j]:.0%}" if counts[i, j] else "0"
+                ax.text(j, i, label, ha="center", va="center", color=color if counts[i, j] else "#999999",
                         fontsize=9 if len(classes) <= 12 else 6)
     ax.set_xticks(range(len(classes)), classes, rotation=45 if max(map(len, classes)) > 3 else 0, ha="right"
                   if max(map(len, classes)) > 3 else "center")

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from nnrun.plots import RunFiles
+from nnrun.runs import Run
 
 STYLE = """
 body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 2rem auto; max-width: 1000px;
@@ -58,7 +59,7 @@ def write_report(run: RunFiles, plots: list[Path]) -> Path:
         parts.append(f"<pre>{_e(yaml.safe_dump(run.config, sort_keys=False, default_flow_style=None))}</pre>")
     page = (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><title>{_e(run.name)}: nnrun report"
             f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
-    out = run.root / "report.html"
+    out = Run(run.root).report_path
     out.write_text(page, encoding="utf-8")
     return out
 

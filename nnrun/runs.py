@@ -60,6 +60,10 @@ class Run:
         return self.root / "plots"
 
     @property
+    def report_path(self) -> Path:
+        return self.root / "report.html"
+
+    @property
     def predictions_path(self) -> Path:
         """The best weights' predictions on the test split (train and eval write it; plots read it)."""
         return self.root / "predictions.csv"

@@ -1,4 +1,8 @@
-"""The training loop: train_one_epoch -> evaluate -> metrics row -> checkpoint -> scheduler.step()."""
+"""The training loop: train_one_epoch -> evaluate -> metrics row -> scheduler.step() -> checkpoint.
+
+The checkpoint comes after the scheduler step so that it holds the state the next epoch starts from, which is
+what makes a resumed run identical to one that never stopped.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import random
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -240,7 +244,8 @@ def _checkpoint(exp: Experiment, state: LoopState, *, weights: dict[str, torch.T
             "best_model": best_weights,  # so that last.pth alone resumes exactly, best epoch included
             "optimizer": copy.deepcopy(exp.optimizer.state_dict()),
             "scheduler": copy.deepcopy(exp.scheduler.state_dict()) if exp.scheduler else None,
-            "loop": {k: v for k, v in asdict(state).items() if k != "history"},
+            "loop": {"epoch": state.epoch, "best_value": state.best_value, "best_epoch": state.best_epoch,
+                     "bad_epochs": state.bad_epochs},
             "rng": {
                 "torch": torch.get_rng_state(),
                 "shuffle": exp.train_batches.generator.get_state(),
