@@ -201,7 +201,7 @@ def draw(run_dir: Path) -> list[str]:
     written, notes = plot_run(run)
     if written:
         write_report(run, written)
-    return [n for n in notes if not n.startswith("no summary.json")]
+    return notes
 
 
 def _stem(path: Path) -> str:

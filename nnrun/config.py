@@ -7,6 +7,7 @@ and `Config.to_dict` gives the resolved config back, defaults included, ready to
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,7 +174,7 @@ def parse_value(text: str) -> Any:
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Merge `a.b=value` overrides into a copy of the raw config. Unknown keys are caught by `validate`."""
-    merged = _copy(raw)
+    merged = copy.deepcopy(raw)
     problems = []
     for item in overrides:
         key, sep, text = item.partition("=")
@@ -393,10 +394,3 @@ def _is_int(value: Any) -> bool:
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
-
-def _copy(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _copy(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_copy(v) for v in node]
-    return node

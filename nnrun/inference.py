@@ -18,8 +18,8 @@ from nnrun.checkpoints import load_checkpoint
 from nnrun.config import Config, load_yaml, validate
 from nnrun.data.bundle import SplitTensors, load_data
 from nnrun.data.csv_table import read_frame
-from nnrun.data.images import IDX_FILES, IDX_IMAGES, IDX_LABELS, IMAGE_EXTENSIONS, decode_images, find_idx, \
-    image_paths, read_idx
+from nnrun.data.images import IDX_FILES, IDX_IMAGES, IMAGE_EXTENSIONS, decode_images, find_idx, image_paths, \
+    read_idx, read_idx_pair
 from nnrun.data.preprocessing import FeaturePreprocessor, TargetScaler
 from nnrun.errors import UserError
 from nnrun.experiment import resolve_device
@@ -146,19 +146,19 @@ def _image_rows(restored: Restored, path: Path, *, labelled: bool) -> SplitTenso
     if path.is_dir() and any(path.glob("*-idx3-ubyte*")):
         path = find_idx(path, IDX_FILES["test"][0])
     if path.is_file():
-        images = read_idx(path, IDX_IMAGES)
-        x = torch.from_numpy(images.copy()).unsqueeze(1)
-        if tuple(x.shape[1:]) != (shape["channels"], *shape["size"]):
-            raise UserError(f"'{path}' holds {x.shape[2]}x{x.shape[3]} images with {x.shape[1]} channel(s), but the "
-                            f"model takes {shape['size'][0]}x{shape['size'][1]} with {shape['channels']}")
         labels_path = path.with_name(path.name.replace("images-idx3", "labels-idx1"))
         if labelled and not labels_path.is_file():
             raise UserError(f"no labels file '{labels_path.name}' beside '{path}' (eval needs the labels; nnrun "
                             f"predict scores images without them)")
-        y = torch.from_numpy(read_idx(labels_path, IDX_LABELS).astype(np.int64)) if labelled else None
-        if y is not None and len(y) != len(x):
-            raise UserError(f"'{path.name}' holds {len(x):,} images but '{labels_path.name}' holds {len(y):,} labels "
-                            f"(the files do not belong together)")
+        if labelled:
+            images, labels = read_idx_pair(path, labels_path)
+            y = torch.from_numpy(labels.astype(np.int64))
+        else:
+            images, y = read_idx(path, IDX_IMAGES), None
+        x = torch.from_numpy(images.copy()).unsqueeze(1)
+        if tuple(x.shape[1:]) != (shape["channels"], *shape["size"]):
+            raise UserError(f"'{path}' holds {x.shape[2]}x{x.shape[3]} images with {x.shape[1]} channel(s), but the "
+                            f"model takes {shape['size'][0]}x{shape['size'][1]} with {shape['channels']}")
         return SplitTensors(x.to(restored.device), None if y is None else y.to(restored.device),
                             np.arange(len(x)))
     mode = "L" if shape["channels"] == 1 else "RGB"

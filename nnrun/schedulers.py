@@ -8,7 +8,7 @@ is stepped with the monitored metric.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch.optim import lr_scheduler
@@ -25,6 +25,14 @@ class Plan:
     epochs: int
     steps_per_epoch: int
     mode: str = "min"
+
+
+def step_after_epoch(scheduler: Any, monitored: float) -> None:
+    """The end-of-epoch step: ReduceLROnPlateau watches the monitored metric, the others just count epochs."""
+    if isinstance(scheduler, lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(monitored)
+    else:
+        scheduler.step()
 
 
 @SCHEDULERS.register("step", interval="epoch")
@@ -52,7 +60,7 @@ def cosine(optimizer: torch.optim.Optimizer, plan: Plan, /, *, t_max: int | None
     return lr_scheduler.CosineAnnealingLR(optimizer, T_max=t_max or plan.epochs, eta_min=eta_min)
 
 
-@SCHEDULERS.register("reduce_on_plateau", interval="epoch", needs_metric=True)
+@SCHEDULERS.register("reduce_on_plateau", interval="epoch")
 def reduce_on_plateau(optimizer: torch.optim.Optimizer, plan: Plan, /, *, factor: float = 0.1, patience: int = 10,
                       threshold: float = 1e-4, min_lr: float = 0.0, cooldown: int = 0):
     """Multiply the lr by `factor` when the monitored metric (early_stopping.monitor) stops improving."""

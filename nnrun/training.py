@@ -31,6 +31,7 @@ from nnrun.errors import Interrupted
 from nnrun.experiment import Experiment
 from nnrun.metrics import EPOCH_METRICS, classification_report, epoch_columns, regression_report
 from nnrun.runs import MetricsWriter, Run
+from nnrun.schedulers import step_after_epoch
 from nnrun.tasks import Task
 
 EVAL_BATCH = 1024  # rows per forward pass when evaluating; results do not depend on it
@@ -150,11 +151,8 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
                         best_weights = _clone(exp.model.state_dict())
                     else:
                         state.bad_epochs += 1
-                    if exp.scheduler is not None and step_scheduler is None:
-                        if hasattr(exp.scheduler, "best"):
-                            exp.scheduler.step(monitored)  # ReduceLROnPlateau
-                        else:
-                            exp.scheduler.step()
+                    if exp.scheduler is not None and exp.scheduler_interval == "epoch":
+                        step_after_epoch(exp.scheduler, monitored)
                     # checkpoint after the scheduler step, so that resuming continues with the next epoch's lr
                     best = _checkpoint(exp, state, weights=best_weights) if state.best_epoch == epoch else None
                     saver.update(best=best, last=_checkpoint(exp, state, best_weights=best_weights))

@@ -146,6 +146,19 @@ def find_idx(folder: Path, stem: str) -> Path:
     raise UserError(f"'{folder}' has no {stem}[.gz] (an IDX folder holds the four standard files: {wanted})")
 
 
+def read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """An IDX images file and its labels file: (count, rows, columns) uint8 and (count,), checked to match."""
+    images = read_idx(images_path, IDX_IMAGES)
+    labels = read_idx(labels_path, IDX_LABELS)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise UserError(f"'{images_path.name}' must hold (count, rows, columns) images and '{labels_path.name}' "
+                        f"a list of labels (re-download them)")
+    if len(images) != len(labels):
+        raise UserError(f"'{images_path.name}' holds {len(images):,} images but '{labels_path.name}' holds "
+                        f"{len(labels):,} labels (the files do not belong together)")
+    return images, labels
+
+
 def idx_table(folder: Path, *, class_names: list[str] | None) -> ImageTable:
     """The four standard IDX files of a folder as one table, split into the files' train and test rows."""
     if not folder.is_dir():
@@ -153,15 +166,7 @@ def idx_table(folder: Path, *, class_names: list[str] | None) -> ImageTable:
                         f"set NNRUN_DATA_DIR to the folder that holds it)")
     parts, splits, row_ids = [], [], []
     for split, (image_stem, label_stem) in IDX_FILES.items():
-        images_path, labels_path = find_idx(folder, image_stem), find_idx(folder, label_stem)
-        images = read_idx(images_path, IDX_IMAGES)
-        labels = read_idx(labels_path, IDX_LABELS)
-        if images.ndim != 3 or labels.ndim != 1:
-            raise UserError(f"'{images_path.name}' must hold (count, rows, columns) images and '{labels_path.name}' "
-                            f"a list of labels (re-download them)")
-        if len(images) != len(labels):
-            raise UserError(f"'{images_path.name}' holds {len(images):,} images but '{labels_path.name}' holds "
-                            f"{len(labels):,} labels (the files do not belong together)")
+        images, labels = read_idx_pair(find_idx(folder, image_stem), find_idx(folder, label_stem))
         parts.append((images, labels))
         splits += [split] * len(labels)
         row_ids.append(np.arange(len(labels)))
