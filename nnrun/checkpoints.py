@@ -7,18 +7,27 @@ from __future__ import annotations
 
 import os
 import pickletools
+import platform
 import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+import nnrun
 from nnrun.errors import UserError
 
 FORMAT = "nnrun-checkpoint"
 FORMAT_VERSION = 1
+
+
+def versions() -> dict[str, str]:
+    """The library versions a checkpoint or summary was written with."""
+    return {"nnrun": nnrun.__version__, "torch": str(torch.__version__), "numpy": str(np.__version__),
+            "python": platform.python_version()}
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

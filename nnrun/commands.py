@@ -21,15 +21,14 @@ from nnrun.inference import evaluate_checkpoint, predict_file, restore
 from nnrun.losses import LOSSES
 from nnrun.models import MODELS, OUTPUT_ACTIVATIONS, summarize
 from nnrun.optimizers import OPTIMIZERS
-from nnrun.plots import compare_runs, plot_run, read_run
+from nnrun.plots import compare_runs, plot_run
 from nnrun.registry import Registry
 from nnrun.report import write_report
-from nnrun.runs import Run
+from nnrun.runs import Run, read_run
 from nnrun.schedulers import SCHEDULERS
 from nnrun.training import fit
+from nnrun.training_state import check_resumable, resume_override_problems
 
-# What `nnrun train --resume` may change: nothing that alters the model, the data or the training itself.
-RESUMABLE_KEYS = ("epochs", "device", "early_stopping.patience", "early_stopping.min_delta", "early_stopping.stop_at")
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in (DATASETS, MODELS, LOSSES, OPTIMIZERS, SCHEDULERS)}
 # Keys nnrun handles itself for every entry of a registry.
 SHARED_KEYS = {
@@ -66,23 +65,12 @@ def resume(target: Path, overrides: list[str], *, runs_dir: Path, data_dir: Path
     if "optimizer" not in checkpoint:
         raise UserError(f"'{path}' holds weights only, not the training state (resume from the run folder or its "
                         f"checkpoints/last.pth)")
-    for item in overrides:
-        key = item.partition("=")[0]
-        if key not in RESUMABLE_KEYS:
-            raise UserError(f"cannot change '{key}' when resuming: it would change the model, the data or the "
-                            f"training (resume allows {', '.join(RESUMABLE_KEYS)}; start a new run for other changes)")
+    problems = resume_override_problems(overrides)
+    if problems:
+        raise UserError(*problems)
     raw = apply_overrides(checkpoint["config"], [*overrides, *([f"device={device}"] if device else [])])
     cfg = validate(raw)
-    done = checkpoint["epoch"]
-    if cfg.epochs <= done:
-        raise UserError(f"the run has already trained {done} of its {cfg.epochs} epochs (ask for more: "
-                        f"epochs={done + 10})")
-    planned = checkpoint["config"]["epochs"]
-    scheduler = checkpoint["config"]["scheduler"] or {}
-    if cfg.epochs != planned and (scheduler.get("type") == "onecycle" or
-                                  (scheduler.get("type") == "cosine" and scheduler.get("t_max") is None)):
-        raise UserError(f"cannot extend the run to {cfg.epochs} epochs: its {scheduler['type']} schedule was planned "
-                        f"for {planned} (resume with epochs={planned}, or start a new run)")
+    check_resumable(checkpoint, cfg)
     exp = build_experiment(cfg, data_dir=data_dir)
     trained_on = checkpoint["data"].get("fingerprint")
     if exp.data.fingerprint != trained_on:

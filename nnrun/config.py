@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
+from nnrun.data.bundle import SCALES, TARGET_SCALES, DataConfig
 from nnrun.data.datasets import DATASETS
-from nnrun.errors import UserError, did_you_mean
+from nnrun.data.splits import Split
+from nnrun.errors import UserError, hint
 from nnrun.losses import LOSSES, output_activation_problem, resolve_output_activation
 from nnrun.metrics import HIGHER_IS_BETTER, MONITORABLE
 from nnrun.models import MODELS, OUTPUT_ACTIVATIONS
@@ -38,12 +40,6 @@ _Loader.add_implicit_resolver(
 TOP_LEVEL_KEYS = ["name", "seed", "device", "epochs", "batch_size", "data", "model", "loss", "optimizer",
                   "scheduler", "early_stopping"]
 REQUIRED_KEYS = ["data", "model", "loss", "optimizer", "epochs"]
-# Keys of `data` and `model` that nnrun handles itself; the rest go to the dataset or model builder.
-DATA_KEYS = {"split": {"train": 0.7, "val": 0.15, "test": 0.15}, "scale": "standard", "target_scale": "standard"}
-MODEL_KEYS = {"output_activation": "auto"}
-EARLY_STOPPING_KEYS = {"monitor": "val_loss", "mode": "auto", "patience": None, "min_delta": 0.0, "stop_at": None}
-SCALES = ["standard", "minmax", "none"]
-TARGET_SCALES = ["standard", "none"]
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -59,40 +55,12 @@ class Component:
 
 
 @dataclass(frozen=True)
-class Split:
-    """Fractions of rows for train/val/test, or `all`: train, validate and test on every row."""
-
-    train: float = 0.7
-    val: float = 0.15
-    test: float = 0.15
-    all: bool = False
-
-    def to_dict(self) -> dict[str, float] | str:
-        return "all" if self.all else {"train": self.train, "val": self.val, "test": self.test}
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """The dataset to build, and how nnrun splits and scales it."""
-
-    type: str
-    kwargs: dict[str, Any]
-    split: Split
-    scale: str
-    target_scale: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, **self.kwargs, "split": self.split.to_dict(), "scale": self.scale,
-                "target_scale": self.target_scale}
-
-
-@dataclass(frozen=True)
 class ModelConfig:
-    """The model to build, and the activation applied to its output (resolved from the loss)."""
+    """The model to build, and the activation applied to its output (`auto` is resolved from the loss)."""
 
     type: str
     kwargs: dict[str, Any]
-    output_activation: str
+    output_activation: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, **self.kwargs, "output_activation": self.output_activation}
@@ -100,17 +68,37 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class EarlyStopping:
-    """Which metric picks the best checkpoint, and when training stops before `epochs`."""
+    """Which metric picks the best checkpoint, and when training stops before `epochs`.
+
+    `mode` is `auto` only as the user's default: validation resolves it to `min` or `max`.
+    """
 
     monitor: str = "val_loss"
-    mode: str = "min"
+    mode: Literal["auto", "min", "max"] = "auto"
     patience: int | None = None
     min_delta: float = 0.0
     stop_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"monitor": self.monitor, "mode": self.mode, "patience": self.patience,
-                "min_delta": self.min_delta, "stop_at": self.stop_at}
+        return asdict(self)
+
+
+def _defaults(cls: type, *, skip: tuple[str, ...] = ("type", "kwargs")) -> dict[str, Any]:
+    """A config dataclass's user-settable keys and their defaults: the one place each default is written."""
+    found = {}
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        value = f.default_factory() if f.default_factory is not MISSING else f.default
+        found[f.name] = value.to_dict() if hasattr(value, "to_dict") else value
+    return found
+
+
+# Keys of `data`, `model` and `early_stopping` that nnrun handles itself, with their defaults; the rest of
+# `data` and `model` goes to the dataset or model builder.
+DATA_KEYS = _defaults(DataConfig)
+MODEL_KEYS = _defaults(ModelConfig)
+EARLY_STOPPING_KEYS = _defaults(EarlyStopping)
 
 
 @dataclass(frozen=True)
@@ -207,9 +195,8 @@ def validate(raw: dict[str, Any], *, source: Path | None = None) -> Config:
     problems: list[str] = []
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
-            guess = did_you_mean(str(key), TOP_LEVEL_KEYS)
-            hint = f"did you mean '{guess}'? " if guess else ""
-            problems.append(f"unknown key '{key}' in config ({hint}valid keys: {', '.join(TOP_LEVEL_KEYS)})")
+            problems.append(f"unknown key '{key}' in config ({hint(str(key), TOP_LEVEL_KEYS)}valid keys: "
+                            f"{', '.join(TOP_LEVEL_KEYS)})")
     for key in REQUIRED_KEYS:
         if raw.get(key) is None:
             problems.append(f"missing required key '{key}' (see configs/iris_mlp.yaml for a complete example)")
@@ -382,9 +369,8 @@ def _early_stopping(node: Any, problems: list[str]) -> EarlyStopping:
 
 
 def _choice_problem(path: str, value: Any, choices: list[str]) -> str:
-    guess = did_you_mean(str(value), choices)
-    hint = f"did you mean '{guess}'? " if guess else ""
-    return f"{path} must be one of {', '.join(choices)}, got {format_value(value)} ({hint}for example {path}={choices[0]})"
+    return (f"{path} must be one of {', '.join(choices)}, got {format_value(value)} ({hint(str(value), choices)}for "
+            f"example {path}={choices[0]})")
 
 
 def _is_int(value: Any) -> bool:

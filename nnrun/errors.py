@@ -29,9 +29,13 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
+def hint(word: str, choices: Iterable[str]) -> str:
+    """`did you mean 'mlp'? ` when a choice is close to `word`, else an empty string: the start of a fix."""
+    guess = did_you_mean(word, choices)
+    return f"did you mean '{guess}'? " if guess else ""
+
+
 def unknown_name(kind: str, name: str, choices: Iterable[str]) -> str:
     """`unknown model 'mpl' (did you mean 'mlp'? choices: cnn, linear, mlp)`."""
     choices = sorted(choices)
-    guess = did_you_mean(name, choices)
-    hint = f"did you mean '{guess}'? " if guess else ""
-    return f"unknown {kind} '{name}' ({hint}choices: {', '.join(choices)})"
+    return f"unknown {kind} '{name}' ({hint(name, choices)}choices: {', '.join(choices)})"

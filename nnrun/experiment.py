@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import random
 from contextlib import contextmanager
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from nnrun.config import Config, task_problems
+from nnrun.data.batching import BatchPlan
 from nnrun.data.bundle import DataBundle, load_data
 from nnrun.errors import UserError
 from nnrun.losses import LOSSES
@@ -35,8 +36,8 @@ class Experiment:
     loss_fn: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None
-    scheduler_interval: str  # "epoch" | "step"
-    train_batches: Iterable[tuple[torch.Tensor, torch.Tensor]]  # with len() and .generator
+    scheduler_interval: Literal["epoch", "step"]
+    train_batches: BatchPlan
 
 
 def resolve_device(name: str) -> torch.device:

@@ -18,15 +18,15 @@ from nnrun.checkpoints import load_checkpoint
 from nnrun.config import Config, load_yaml, validate
 from nnrun.data.bundle import SplitTensors, load_data
 from nnrun.data.csv_table import read_frame
-from nnrun.data.images import IDX_FILES, IDX_IMAGES, IMAGE_EXTENSIONS, decode_images, find_idx, image_paths, \
-    read_idx, read_idx_pair
+from nnrun.data.image_files import IMAGE_EXTENSIONS, decode_images, image_paths
+from nnrun.data.images import IDX_FILES, IDX_IMAGES, find_idx, read_idx, read_idx_pair
 from nnrun.data.preprocessing import FeaturePreprocessor, TargetScaler
 from nnrun.errors import UserError
+from nnrun.evaluation import outputs, split_report
 from nnrun.experiment import resolve_device
 from nnrun.losses import LOSSES
 from nnrun.models import build_model
 from nnrun.tasks import Task
-from nnrun.training import EVAL_BATCH, split_report
 
 SPLITS = ("test", "val", "train")
 
@@ -132,10 +132,10 @@ def predict_file(restored: Restored, path: Path) -> pd.DataFrame:
     images or an IDX images file. Class names with probabilities, or values in original units."""
     if restored.images is not None:
         rows = _image_rows(restored, _existing(path, folder_ok=True), labelled=False)
-        return restored.task.predictions(_outputs(restored.model, rows.x), None, rows.rows)
+        return restored.task.predictions(outputs(restored.model, rows.x), None, rows.rows)
     frame = read_frame(_existing(path))
     x = _features(restored, frame)
-    output = _outputs(restored.model, x)
+    output = outputs(restored.model, x)
     return restored.task.predictions(output, None, frame.index.to_numpy())
 
 
@@ -221,12 +221,6 @@ def _labelled_rows(restored: Restored, frame: pd.DataFrame, name: str) -> SplitT
 def _features(restored: Restored, frame: pd.DataFrame) -> torch.Tensor:
     pre = FeaturePreprocessor.from_state(restored.data["preprocessing"]["features"])
     return torch.from_numpy(pre.transform(frame)).to(restored.device)
-
-
-@torch.no_grad()
-def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
 
 
 def _existing(path: Path, *, folder_ok: bool = False) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from sklearn import metrics as skm
@@ -27,7 +28,7 @@ def classification_report(y_true: np.ndarray, proba: np.ndarray, class_names: li
         y_true, y_pred, labels=labels, zero_division=0)
     report = {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(_balanced_accuracy(y_true, y_pred, labels)),
+        "balanced_accuracy": _balanced_accuracy(y_true, y_pred),
         "precision_macro": float(precision.mean()),
         "recall_macro": float(recall.mean()),
         "f1_macro": float(f1.mean()),
@@ -43,22 +44,27 @@ def classification_report(y_true: np.ndarray, proba: np.ndarray, class_names: li
     return report
 
 
-def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    """MSE, RMSE, MAE, R² and max error, in the units of the arrays given (nnrun passes original units)."""
-    y_true = np.asarray(y_true, dtype=np.float64).reshape(len(y_true), -1)
+def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MSE, RMSE, MAE, R² and max error, in the units of the arrays given (nnrun passes original units).
+
+    The one definition of the regression metrics: metrics.csv's val columns are taken from it too. With
+    several targets, R² is the mean of the per-target values (scikit-learn's `uniform_average`); it is NaN
+    for fewer than two rows or a constant target, where it is undefined.
+    """
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(len(y_true), -1)  # (rows, targets)
     y_pred = np.asarray(y_pred, dtype=np.float64).reshape(len(y_pred), -1)
-    mse = float(np.mean((y_true - y_pred) ** 2))
-    r2 = float(skm.r2_score(y_true, y_pred)) if len(y_true) > 1 else float("nan")
-    return {
-        "mse": mse,
-        "rmse": math.sqrt(mse),
-        "mae": float(np.mean(np.abs(y_true - y_pred))),
-        "r2": r2,
-        "max_error": float(np.max(np.abs(y_true - y_pred))),
-    }
+    error = y_pred - y_true
+    mse = float(np.mean(error ** 2))
+    ss_res = (error ** 2).sum(axis=0)
+    ss_tot = ((y_true - y_true.mean(axis=0)) ** 2).sum(axis=0)
+    r2 = float(np.mean(1 - ss_res / ss_tot)) if len(y_true) > 1 and (ss_tot > 0).all() else math.nan
+    return {"mse": mse, "rmse": math.sqrt(mse), "mae": float(np.mean(np.abs(error))), "r2": r2,
+            "max_error": float(np.max(np.abs(error)))}
 
 
-def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, labels: list[int]) -> float:
-    # Mean recall over the classes present in y_true (sklearn warns and misbehaves on absent classes).
-    recalls = [np.mean(y_pred[y_true == c] == c) for c in labels if np.any(y_true == c)]
-    return float(np.mean(recalls)) if recalls else float("nan")
+def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present in y_true; scikit-learn warns about predicted classes absent from
+    y_true and leaves them out, which is what a small test split needs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return float(skm.balanced_accuracy_score(y_true, y_pred))

@@ -6,106 +6,21 @@ Figures are built with matplotlib's object API on the Agg canvas: headless, no w
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nnrun.errors import UserError
-from nnrun.runs import Run
+from nnrun.runs import Run, RunFiles, read_run
 
 SIZE = (8.0, 5.0)  # inches at DPI: every PNG is 800 x 500 pixels (the confusion matrix is square-ish, below)
 DPI = 100
 TRAIN_COLOR, VAL_COLOR, BEST_COLOR = "#1f77b4", "#ff7f0e", "#555555"
-
-
-@dataclass
-class RunFiles:
-    """What a run folder holds for plotting: its metrics by column, and what the summary and config say."""
-
-    root: Path
-    metrics: dict[str, list[float]]
-    summary: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    predictions: pd.DataFrame | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.summary.get("name") or self.config.get("name") or self.root.name
-
-    @property
-    def epochs(self) -> list[float]:
-        return self.metrics.get("epoch", [])
-
-    @property
-    def task(self) -> str:
-        return "classification" if "val_accuracy" in self.metrics else "regression"
-
-    @property
-    def target_name(self) -> str:
-        """What the target is called, for axis labels: a CSV's column, else the dataset's name."""
-        data = self.config.get("data") or {}
-        return data.get("target") or "target"
-
-    @property
-    def best_epoch(self) -> int | None:
-        """The summary's best epoch; for an unfinished run, the best by the config's monitor so far."""
-        if self.summary.get("best_epoch"):
-            return int(self.summary["best_epoch"])
-        stopping = self.config.get("early_stopping") or {}
-        monitor = stopping.get("monitor", "val_loss")
-        values = [v for v in self.metrics.get(monitor, []) if math.isfinite(v)]
-        if not values:
-            return None
-        best = max(values) if stopping.get("mode") == "max" else min(values)
-        return int(self.epochs[self.metrics[monitor].index(best)])
-
-
-def read_run(run_dir: Path) -> RunFiles:
-    """Read a run folder's metrics.csv (required), summary.json, config.yaml and predictions.csv (optional)."""
-    folder = Run(run_dir)
-    if not folder.root.is_dir():
-        raise UserError(f"run folder '{folder.root}' not found (give a folder made by nnrun train, such as "
-                        f"runs/NAME-DATE)")
-    if not folder.metrics_path.is_file():
-        raise UserError(f"'{folder.root}' has no metrics.csv (give a run folder made by nnrun train)")
-    metrics, notes = read_metrics(folder.metrics_path)
-    run = RunFiles(folder.root, metrics, notes=notes)
-    if folder.summary_path.is_file():
-        try:
-            run.summary = json.loads(folder.summary_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            run.notes.append("summary.json is unreadable, so the plots leave out what it adds")
-    else:
-        run.notes.append("no summary.json: the run did not finish, so these plots show the epochs it completed")
-    if folder.config_path.is_file():
-        run.config = yaml.safe_load(folder.config_path.read_text(encoding="utf-8")) or {}
-    if folder.predictions_path.is_file():
-        run.predictions = pd.read_csv(folder.predictions_path)
-    return run
-
-
-def read_metrics(path: Path) -> tuple[dict[str, list[float]], list[str]]:
-    """metrics.csv as columns of floats, and notes; a torn last line (a killed run) is left out."""
-    with open(path, newline="", encoding="utf-8") as file:
-        rows = list(csv.reader(file))
-    if not rows:
-        return {}, ["metrics.csv is empty: the run stopped before writing its header"]
-    header, body = rows[0], rows[1:]
-    complete = [row for row in body if len(row) == len(header) and all(cell != "" for cell in row[:4])]
-    notes = [f"left out {len(body) - len(complete)} incomplete row(s) of metrics.csv"] if len(complete) < len(body) \
-        else []
-    return {name: [_float(row[i]) for row in complete] for i, name in enumerate(header)}, notes
 
 
 def plot_run(run: RunFiles, *, metrics: list[str] | None = None) -> tuple[list[Path], list[str]]:
@@ -356,10 +271,3 @@ def _choose(columns: list[str], wanted: list[str] | None) -> list[str]:
         raise UserError(f"--metrics names '{unknown[0]}', which these runs did not record "
                         f"(choose from: {', '.join(short)})")
     return chosen
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return math.nan

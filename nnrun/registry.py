@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from nnrun.errors import UserError, did_you_mean, unknown_name
+from nnrun.errors import UserError, hint, unknown_name
 
 _MISSING = inspect.Parameter.empty
 
@@ -126,10 +126,8 @@ class Registry:
 
 def unknown_key(path: str, known: list[str], owner: str) -> str:
     """`unknown key 'optimizer.lrr' for optimizer 'sgd' (did you mean 'optimizer.lr'? ...)`."""
-    guess = did_you_mean(path, known)
-    hint = f"did you mean '{guess}'? " if guess else ""
     names = ", ".join(k.rsplit(".", 1)[-1] for k in sorted(known)) or "none"
-    return f"unknown key '{path}' for {owner} ({hint}valid keys: {names})"
+    return f"unknown key '{path}' for {owner} ({hint(path, known)}valid keys: {names})"
 
 
 def bad_value(path: str, value: Any, param: Param) -> str:
@@ -137,10 +135,9 @@ def bad_value(path: str, value: Any, param: Param) -> str:
     expected = describe_type(param.annotation)
     choices = _literal_choices(param.annotation)
     if choices:
-        guess = did_you_mean(str(value), [str(c) for c in choices])
-        hint = f"did you mean '{guess}'? " if guess else ""
-        return f"{path} must be {expected}, got {format_value(value)} ({hint}choices: " \
-               f"{', '.join(str(c) for c in choices)})"
+        names = [str(c) for c in choices]
+        return f"{path} must be {expected}, got {format_value(value)} ({hint(str(value), names)}choices: " \
+               f"{', '.join(names)})"
     example = param.default if not param.required and param.default is not None else _example(param.annotation)
     return f"{path} must be {expected}, got {format_value(value)} (for example {path}={format_value(example)})"
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import yaml
 
-from nnrun.plots import RunFiles
-from nnrun.runs import Run
+from nnrun.runs import Run, RunFiles
 
 STYLE = """
 body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 2rem auto; max-width: 1000px;

@@ -1,12 +1,21 @@
-"""The run folder: where every output of a run goes, and the metrics.csv writer."""
+"""The run folder: where every output of a run goes, the metrics.csv writer, and reading a run back."""
 
 from __future__ import annotations
 
 import csv
+import io
+import json
 import math
 import os
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from nnrun.errors import UserError
 
 
 class Run:
@@ -101,3 +110,88 @@ def _cell(value: float | int | None) -> str:
     if isinstance(value, float) and math.isfinite(value):
         return repr(value)  # full precision: a rerun must be comparable value for value
     return str(value)
+
+
+@dataclass
+class RunFiles:
+    """What a run folder holds for plotting: its metrics by column, and what the summary and config say."""
+
+    root: Path
+    metrics: dict[str, list[float]]
+    summary: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    predictions: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.summary.get("name") or self.config.get("name") or self.root.name
+
+    @property
+    def epochs(self) -> list[float]:
+        return self.metrics.get("epoch", [])
+
+    @property
+    def task(self) -> str:
+        return "classification" if "val_accuracy" in self.metrics else "regression"
+
+    @property
+    def target_name(self) -> str:
+        """What the target is called, for axis labels: a CSV's column, else the dataset's name."""
+        data = self.config.get("data") or {}
+        return data.get("target") or "target"
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The summary's best epoch; for an unfinished run, the best by the config's monitor so far."""
+        if self.summary.get("best_epoch"):
+            return int(self.summary["best_epoch"])
+        stopping = self.config.get("early_stopping") or {}
+        monitor = stopping.get("monitor", "val_loss")
+        values = [v for v in self.metrics.get(monitor, []) if math.isfinite(v)]
+        if not values:
+            return None
+        best = max(values) if stopping.get("mode") == "max" else min(values)
+        return int(self.epochs[self.metrics[monitor].index(best)])
+
+
+def read_run(run_dir: Path) -> RunFiles:
+    """Read a run folder's metrics.csv (required), summary.json, config.yaml and predictions.csv (optional)."""
+    folder = Run(run_dir)
+    if not folder.root.is_dir():
+        raise UserError(f"run folder '{folder.root}' not found (give a folder made by nnrun train, such as "
+                        f"runs/NAME-DATE)")
+    if not folder.metrics_path.is_file():
+        raise UserError(f"'{folder.root}' has no metrics.csv (give a run folder made by nnrun train)")
+    metrics, notes = read_metrics(folder.metrics_path)
+    run = RunFiles(folder.root, metrics, notes=notes)
+    if folder.summary_path.is_file():
+        try:
+            run.summary = json.loads(folder.summary_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            run.notes.append("summary.json is unreadable, so the plots leave out what it adds")
+    else:
+        run.notes.append("no summary.json: the run did not finish, so these plots show the epochs it completed")
+    if folder.config_path.is_file():
+        run.config = yaml.safe_load(folder.config_path.read_text(encoding="utf-8")) or {}
+    if folder.predictions_path.is_file():
+        run.predictions = pd.read_csv(folder.predictions_path)
+    return run
+
+
+def read_metrics(path: Path) -> tuple[dict[str, list[float]], list[str]]:
+    """metrics.csv as columns of floats, and notes; a torn last line (a killed run) is left out."""
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        return {}, ["metrics.csv is empty: the run stopped before writing its header"]
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as exc:
+        raise UserError(f"'{path}' is damaged ({str(exc).strip()}; delete the bad lines, or retrain)") from None
+    # A row is complete when its epoch, lr and losses are there, and (for the last) when its newline was written.
+    complete = (frame.iloc[:, :4] != "").all(axis=1).to_numpy(copy=True)
+    if len(frame) and not text.endswith("\n"):
+        complete[-1] = False
+    notes = [f"left out {int((~complete).sum())} incomplete row(s) of metrics.csv"] if not complete.all() else []
+    return {str(name): pd.to_numeric(frame[name][complete], errors="coerce").astype(float).tolist()
+            for name in frame.columns}, notes

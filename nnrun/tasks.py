@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 
+from nnrun.data.tables import TaskKind
 from nnrun.losses import LOSSES
+from nnrun.metrics import regression_report
 
 
 @dataclass
 class Task:
     """Classification or regression, with what the loss expects of the output and the target scaling."""
 
-    kind: str  # "classification" | "regression"
-    expects: str  # "logits" | "probabilities" | "log_probabilities" | "values"
+    kind: TaskKind
+    expects: Literal["logits", "probabilities", "log_probabilities", "values"]
     class_names: list[str] | None = None
     binary_output: bool = False  # one output column (bce, bce_with_logits) instead of one per class
     n_targets: int = 1
@@ -25,7 +27,7 @@ class Task:
     target_std: torch.Tensor | None = None
 
     @classmethod
-    def for_loss(cls, loss: str, *, kind: str, class_names: list[str] | None, n_targets: int,
+    def for_loss(cls, loss: str, *, kind: TaskKind, class_names: list[str] | None, n_targets: int,
                  target_scaling: dict[str, Any] | None, device: torch.device | str = "cpu") -> Task:
         """The task of data of `kind` trained with `loss`; `target_scaling` is a TargetScaler's state."""
         meta = LOSSES.get(loss).meta
@@ -74,12 +76,8 @@ class Task:
         """Validation metrics for metrics.csv, without the `val_` prefix; regression in original units."""
         if self.kind == "classification":
             return {"accuracy": self.correct(output, target).item() / max(len(target), 1)}
-        pred, true = self.to_units(output).double(), self.to_units(target).double()  # (n, targets)
-        mse = ((pred - true) ** 2).mean()
-        ss_res = ((pred - true) ** 2).sum(dim=0)
-        ss_tot = ((true - true.mean(dim=0)) ** 2).sum(dim=0)
-        values = torch.stack([mse.sqrt(), (pred - true).abs().mean(), (1 - ss_res / ss_tot).mean()]).tolist()
-        return dict(zip(["rmse", "mae", "r2"], values))
+        report = regression_report(self.to_units(target).cpu().numpy(), self.to_units(output).cpu().numpy())
+        return {name: report[name] for name in ("rmse", "mae", "r2")}
 
     def predictions(self, output: torch.Tensor, target: torch.Tensor | None, rows: np.ndarray) -> pd.DataFrame:
         """One row per input: its row id, the target (if known) and the prediction, in the data's own terms.

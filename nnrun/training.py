@@ -6,57 +6,34 @@ what makes a resumed run identical to one that never stopped.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
-import platform
-import random
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
-import nnrun
-from nnrun.checkpoints import save_checkpoint
+from nnrun.checkpoints import save_checkpoint, versions
+from nnrun.config import EarlyStopping
 from nnrun.console import RunLog, console
-from nnrun.data.batching import Batches
-from nnrun.data.bundle import SplitTensors
+from nnrun.data.batching import BatchPlan
 from nnrun.errors import Interrupted
+from nnrun.evaluation import evaluate, split_report
 from nnrun.experiment import Experiment
-from nnrun.metrics import EPOCH_METRICS, classification_report, epoch_columns, regression_report
+from nnrun.metrics import EPOCH_METRICS, epoch_columns
 from nnrun.runs import MetricsWriter, Run
 from nnrun.schedulers import step_after_epoch
 from nnrun.tasks import Task
+from nnrun.training_state import LoopState, clone, restore_training_state, training_checkpoint
 
-EVAL_BATCH = 1024  # rows per forward pass when evaluating; results do not depend on it
 CHECKPOINT_INTERVAL = 10.0  # seconds between checkpoint writes; a run's end and an interrupt always write
 
 
-@dataclass
-class LoopState:
-    """Where training stands after an epoch: enough to pick the best epoch, stop early, and resume."""
-
-    epoch: int = 0  # last finished epoch
-    best_value: float | None = None
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-
-    def improved(self, value: float, mode: str, min_delta: float) -> bool:
-        if not math.isfinite(value):
-            return False
-        if self.best_value is None:
-            return True
-        return value < self.best_value - min_delta if mode == "min" else value > self.best_value + min_delta
-
-
-def train_one_epoch(model: nn.Module, batches: Batches, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+def train_one_epoch(model: nn.Module, batches: BatchPlan, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                     *, task: Task, step_scheduler: Any = None) -> tuple[float, float | None]:
     """One pass over the training batches: (mean loss, accuracy for classification or None)."""
     model.train()
@@ -81,39 +58,18 @@ def train_one_epoch(model: nn.Module, batches: Batches, loss_fn: nn.Module, opti
     return (total_loss / seen).item(), accuracy
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, split: SplitTensors, loss_fn: nn.Module) -> tuple[float, torch.Tensor]:
-    """Mean loss over a split, and the model's outputs for every row (rows, outputs)."""
-    model.eval()
-    output = torch.cat([model(x) for x, _ in split.batches(EVAL_BATCH)])
-    return loss_fn(output, split.y).item(), output
-
-
-def split_report(model: nn.Module, split: SplitTensors, loss_fn: nn.Module,
-                 task: Task) -> tuple[dict[str, Any], torch.Tensor]:
-    """Loss and the full metric report for a split (regression in original units), and the model's outputs."""
-    loss, output = evaluate(model, split, loss_fn)
-    if task.kind == "classification":
-        report = classification_report(split.y.cpu().numpy(), task.probabilities(output).cpu().numpy(),
-                                       task.class_names)
-    else:
-        report = regression_report(task.to_units(split.y).cpu().numpy(), task.to_units(output).cpu().numpy())
-    return {"loss": loss, **report}, output
-
-
 def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train for `epochs`, keeping the best and last checkpoints; returns the summary written to summary.json.
 
     `resume` is a last.pth checkpoint of this run: training continues exactly where it stopped.
     """
-    cfg, task = exp.config, exp.task
-    stopping = cfg.early_stopping
+    cfg, task, stopping = exp.config, exp.task, exp.config.early_stopping
     state, best_weights = restore_training_state(exp, resume) if resume else (LoopState(), None)
     # On resume, metrics.csv is rewritten from the checkpoint, so no epoch is missing or repeated.
     metrics = MetricsWriter(run.metrics_path, epoch_columns(task.kind), rows=state.history if resume else None)
     step_scheduler = exp.scheduler if exp.scheduler_interval == "step" else None
     saver = _CheckpointSaver(run, state.history)
-    stop_reason, stop_detail = "completed", f"ran all {cfg.epochs} epochs"
+    stop = ("completed", f"ran all {cfg.epochs} epochs")
     started = time.perf_counter()
 
     with _progress(cfg.epochs, state.epoch, enabled=log.quiet_console) as bar, _InterruptGuard() as guard:
@@ -127,68 +83,72 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
                 val_loss, val_output = evaluate(exp.model, exp.data.val, exp.loss_fn)
                 if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
                     # The weights have diverged: record nothing from this epoch, keep the checkpoints of the last one.
-                    which, value = ("train", train_loss) if not math.isfinite(train_loss) else ("val", val_loss)
-                    stop_reason = "non_finite_loss"
-                    stop_detail = (f"{which} loss became {value} at epoch {epoch}, so training stopped; last.pth "
-                                   f"holds epoch {state.epoch} (lower optimizer.lr, or check the data for "
-                                   f"extreme values)")
+                    stop = _diverged(train_loss, val_loss, epoch, state.epoch)
                     break
-                row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss}
-                if task.kind == "classification":
-                    row["train_accuracy"] = train_accuracy
-                row.update({f"val_{k}": v for k, v in task.epoch_metrics(val_output, exp.data.val.y).items()})
-                row["train_seconds"] = train_seconds
-                row["epoch_seconds"] = time.perf_counter() - epoch_start
-                monitored = row[stopping.monitor]
+                row = _metrics_row(epoch, lr, train_loss, val_loss, train_accuracy, val_output, exp)
+                row.update(train_seconds=train_seconds, epoch_seconds=time.perf_counter() - epoch_start)
 
                 # An interrupt waits for this block, so metrics.csv, the loop state and last.pth always agree.
                 with guard.deferred():
                     metrics.write(row)
-                    state.history.append(row)
-                    state.epoch = epoch
-                    if state.improved(monitored, stopping.mode, stopping.min_delta):
-                        state.best_value, state.best_epoch, state.bad_epochs = monitored, epoch, 0
-                        best_weights = _clone(exp.model.state_dict())
-                    else:
-                        state.bad_epochs += 1
+                    if state.record(row, stopping):
+                        best_weights = clone(exp.model.state_dict())
                     if exp.scheduler is not None and exp.scheduler_interval == "epoch":
-                        step_after_epoch(exp.scheduler, monitored)
+                        step_after_epoch(exp.scheduler, row[stopping.monitor])
                     # checkpoint after the scheduler step, so that resuming continues with the next epoch's lr
-                    best = _checkpoint(exp, state, weights=best_weights) if state.best_epoch == epoch else None
-                    saver.update(best=best, last=_checkpoint(exp, state, best_weights=best_weights))
+                    best = training_checkpoint(exp, state, weights=best_weights) if state.best_epoch == epoch else None
+                    saver.update(best=best, last=training_checkpoint(exp, state, best_weights=best_weights))
 
                 log.epoch(_epoch_line(row, cfg.epochs, task.kind))
                 bar(epoch, row, task.kind)
-
-                # stop early?
-                if stopping.stop_at is not None and _reached(monitored, stopping.stop_at, stopping.mode):
-                    sign = "<=" if stopping.mode == "min" else ">="
-                    stop_reason = "stop_at"
-                    stop_detail = f"{stopping.monitor} {monitored:.6g} {sign} stop_at {stopping.stop_at} at epoch {epoch}"
-                    break
-                if stopping.patience is not None and state.bad_epochs >= stopping.patience:
-                    stop_reason = "early_stopping"
-                    stop_detail = (f"{stopping.monitor} did not improve by more than {stopping.min_delta} for "
-                                   f"{stopping.patience} epochs (best at epoch {state.best_epoch})")
+                if early := _early_stop(state, row[stopping.monitor], stopping):
+                    stop = early
                     break
         except (KeyboardInterrupt, Interrupted):
             # A partly trained epoch is dropped: the checkpoints keep the last finished one.
-            stop_reason, stop_detail = "interrupted", f"interrupted after epoch {state.epoch}"
+            stop = ("interrupted", f"interrupted after epoch {state.epoch}")
         finally:
             saver.flush()
             metrics.close()
 
     # test the best weights, and keep their predictions for the plots
     test = None
-    if best_weights is not None and stop_reason != "interrupted" and exp.data.test is not None:
+    if best_weights is not None and stop[0] != "interrupted" and exp.data.test is not None:
         exp.model.load_state_dict(best_weights)
         test, output = split_report(exp.model, exp.data.test, exp.loss_fn, task)
         task.predictions(output, exp.data.test.y, exp.data.test.rows).to_csv(run.predictions_path, index=False)
-    summary = _summary(exp, run, state, stop_reason, stop_detail, test, time.perf_counter() - started)
+    summary = _summary(exp, run, state, *stop, test, time.perf_counter() - started)
     run.summary_path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n", encoding="utf-8")
-    if stop_reason == "interrupted":
-        raise Interrupted(stop_detail)
+    if stop[0] == "interrupted":
+        raise Interrupted(stop[1])
     return summary
+
+
+def _metrics_row(epoch: int, lr: float, train_loss: float, val_loss: float, train_accuracy: float | None,
+                 val_output: torch.Tensor, exp: Experiment) -> dict[str, float]:
+    """One metrics.csv row, without the timings: losses, train accuracy, and the val metrics in original units."""
+    row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss}
+    if exp.task.kind == "classification":
+        row["train_accuracy"] = train_accuracy
+    row.update({f"val_{k}": v for k, v in exp.task.epoch_metrics(val_output, exp.data.val.y).items()})
+    return row
+
+
+def _diverged(train_loss: float, val_loss: float, epoch: int, last_good: int) -> tuple[str, str]:
+    which, value = ("train", train_loss) if not math.isfinite(train_loss) else ("val", val_loss)
+    return "non_finite_loss", (f"{which} loss became {value} at epoch {epoch}, so training stopped; last.pth holds "
+                               f"epoch {last_good} (lower optimizer.lr, or check the data for extreme values)")
+
+
+def _early_stop(state: LoopState, monitored: float, stopping: EarlyStopping) -> tuple[str, str] | None:
+    """(stop_reason, stop_detail) when `stop_at` is reached or patience has run out; else None."""
+    if stopping.stop_at is not None and _reached(monitored, stopping.stop_at, stopping.mode):
+        sign = "<=" if stopping.mode == "min" else ">="
+        return "stop_at", f"{stopping.monitor} {monitored:.6g} {sign} stop_at {stopping.stop_at} at epoch {state.epoch}"
+    if stopping.patience is not None and state.bad_epochs >= stopping.patience:
+        return "early_stopping", (f"{stopping.monitor} did not improve by more than {stopping.min_delta} for "
+                                  f"{stopping.patience} epochs (best at epoch {state.best_epoch})")
+    return None
 
 
 class _CheckpointSaver:
@@ -219,62 +179,6 @@ class _CheckpointSaver:
         self.last_write = time.monotonic()
 
 
-def _checkpoint(exp: Experiment, state: LoopState, *, weights: dict[str, torch.Tensor] | None = None,
-                best_weights: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
-    """A best.pth (given its `weights`) or last.pth (the live model, plus everything resume needs).
-
-    Both hold everything eval needs: weights, config, preprocessing, class names, the data's fingerprint.
-    The saver adds `metrics`, the rows of metrics.csv up to this epoch.
-    """
-    data = exp.data
-    checkpoint = {
-        "config": exp.config.to_dict(),
-        "model": weights if weights is not None else _clone(exp.model.state_dict()),
-        "data": {"task": data.task, "class_names": data.class_names, "feature_names": data.feature_names,
-                 "in_shape": list(data.in_shape), "n_targets": data.n_targets, "preprocessing": data.preprocessing,
-                 "fingerprint": data.fingerprint},
-        "epoch": state.best_epoch if weights is not None else state.epoch,
-        "versions": _versions(),
-    }
-    if weights is None:
-        legacy_numpy = np.random.get_state()
-        checkpoint.update({
-            "best_model": best_weights,  # so that last.pth alone resumes exactly, best epoch included
-            "optimizer": copy.deepcopy(exp.optimizer.state_dict()),
-            "scheduler": copy.deepcopy(exp.scheduler.state_dict()) if exp.scheduler else None,
-            "loop": {"epoch": state.epoch, "best_value": state.best_value, "best_epoch": state.best_epoch,
-                     "bad_epochs": state.bad_epochs},
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "shuffle": exp.train_batches.generator.get_state(),
-                "python": random.getstate(),
-                # np.random's legacy state holds an array, which weights_only refuses: store it as a tensor.
-                "numpy": [legacy_numpy[0], torch.from_numpy(legacy_numpy[1].astype(np.int64)), *legacy_numpy[2:]],
-                "cuda": torch.cuda.get_rng_state_all() if exp.device.type == "cuda" else None,
-            },
-        })
-    return checkpoint
-
-
-def restore_training_state(exp: Experiment, checkpoint: dict[str, Any]) -> tuple[LoopState, dict | None]:
-    """Load a last.pth into the live experiment: weights, optimizer, scheduler, RNGs; returns the loop state."""
-    exp.model.load_state_dict(checkpoint["model"])
-    exp.optimizer.load_state_dict(checkpoint["optimizer"])
-    if exp.scheduler is not None and checkpoint["scheduler"] is not None:
-        exp.scheduler.load_state_dict(checkpoint["scheduler"])
-    rng = checkpoint["rng"]
-    torch.set_rng_state(rng["torch"])
-    exp.train_batches.generator.set_state(rng["shuffle"])
-    version, internal, gauss = rng["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, *rest = rng["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    if rng["cuda"] is not None and exp.device.type == "cuda":
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    state = LoopState(**checkpoint["loop"], history=list(checkpoint["metrics"]))
-    return state, checkpoint.get("best_model")
-
-
 def _summary(exp: Experiment, run: Run, state: LoopState, stop_reason: str, stop_detail: str,
              test: dict[str, Any] | None, seconds: float) -> dict[str, Any]:
     cfg = exp.config
@@ -303,7 +207,7 @@ def _summary(exp: Experiment, run: Run, state: LoopState, stop_reason: str, stop
         "device": str(exp.device),
         "seconds": {"total": seconds, "train": sum(r["train_seconds"] for r in state.history)},
         "notes": exp.data.notes,
-        "versions": _versions(),
+        "versions": versions(),
     }
 
 
@@ -322,15 +226,6 @@ def _number(value: float) -> str:
 
 def _reached(value: float, threshold: float, mode: str) -> bool:
     return value <= threshold if mode == "min" else value >= threshold
-
-
-def _clone(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in state_dict.items()}
-
-
-def _versions() -> dict[str, str]:
-    return {"nnrun": nnrun.__version__, "torch": str(torch.__version__), "numpy": str(np.__version__),
-            "python": platform.python_version()}
 
 
 class _InterruptGuard:

@@ -1,12 +1,62 @@
-"""Building real experiments from small configs, and one real training step."""
+"""Shared test helpers: a small iris config, real experiments built from it, one real training step, and small
+generated data (a mixed CSV table, fake IDX digits)."""
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 import torch
 
 from nnrun.config import validate
 from nnrun.experiment import Experiment, build_experiment
-from tests.conftest import BASE_CONFIG, merged
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+# Small and fast: a few epochs of the iris MLP.
+BASE_CONFIG = {
+    "name": "tiny",
+    "seed": 0,
+    "device": "cpu",
+    "epochs": 3,
+    "batch_size": 16,
+    "data": {"type": "iris"},
+    "model": {"type": "mlp", "hidden": [10]},
+    "loss": "cross_entropy",
+    "optimizer": {"type": "sgd", "lr": 0.1},
+}
+
+
+def merged(base: dict, changes: dict) -> dict:
+    """base with changes merged in; a section whose `type` changes is replaced, not merged."""
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        same_type = isinstance(out.get(key), dict) and value.get("type", out[key].get("type")) == out[key].get("type") \
+            if isinstance(value, dict) else False
+        if same_type:
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def run_dirs(runs_dir: Path) -> list[Path]:
+    return sorted(p for p in Path(runs_dir).iterdir() if p.is_dir())
+
+
+def people(n: int = 60, seed: int = 0) -> pd.DataFrame:
+    """A small mixed table: numbers, a text column, a text label and a numeric target."""
+    rng = np.random.default_rng(seed)
+    age = rng.integers(18, 80, n).astype(float)
+    income = rng.normal(50_000, 15_000, n).round(2)
+    city = rng.choice(["Paris", "Lyon", "Nice"], n)
+    label = np.where(income > 50_000, "rich", "poor")
+    return pd.DataFrame({"age": age, "income": income, "city": city, "label": label,
+                         "score": 2.0 * age + income / 1000 + rng.normal(0, 1, n)})
+
 
 # A dataset that fits each kind of loss.
 DATA_FOR_LOSS = {"classification": "iris", "binary": "moons", "regression": "diabetes"}
@@ -32,8 +82,6 @@ def one_step(exp: Experiment) -> float:
 
 def fake_digits(n: int, *, size: int = 28, classes: int = 10, seed: int = 0):
     """(n, size, size) uint8 images whose class is a bright square at a class-specific spot, plus noise."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, classes, n).astype(np.uint8)
     images = rng.integers(0, 60, (n, size, size)).astype(np.uint8)
@@ -47,8 +95,6 @@ def fake_digits(n: int, *, size: int = 28, classes: int = 10, seed: int = 0):
 def write_idx(path, array, *, gz: bool = True, magic: int | None = None):
     """Write an array as an IDX file (the MNIST format): magic number, dimensions, bytes."""
     import gzip
-
-    import numpy as np
 
     array = np.asarray(array, dtype=np.uint8)
     magic = magic if magic is not None else (2051 if array.ndim == 3 else 2049)

@@ -13,18 +13,17 @@ import torch
 
 from nnrun.checkpoints import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from nnrun.errors import UserError
-from tests.conftest import ROOT, run_dirs
+from tests.helpers import ROOT, run_dirs
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A short iris run (with a scheduler, so every part of the state is there)."""
+    import yaml
     from typer.testing import CliRunner
 
     from nnrun.cli import app
-    from tests.conftest import BASE_CONFIG, merged
-
-    import yaml
+    from tests.helpers import BASE_CONFIG, merged
 
     folder = tmp_path_factory.mktemp("trained")
     config = folder / "config.yaml"

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from nnrun.runs import Run
-from tests.conftest import CONFIGS, ROOT, run_dirs
+from tests.helpers import CONFIGS, ROOT, run_dirs
 
 
 def test_train_writes_the_whole_run_folder(cli, write_config, tmp_path):

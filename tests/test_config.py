@@ -5,7 +5,7 @@ import yaml
 
 from nnrun.config import Split, apply_overrides, load_yaml, parse_value, validate
 from nnrun.errors import UserError
-from tests.conftest import BASE_CONFIG, CONFIGS, merged
+from tests.helpers import BASE_CONFIG, CONFIGS, merged
 
 
 def problems_of(raw: dict) -> list[str]:

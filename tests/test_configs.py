@@ -10,7 +10,7 @@ from sklearn.linear_model import LinearRegression
 
 from nnrun.data.datasets import DATASETS, DataContext
 from nnrun.data.splits import split_indices
-from tests.conftest import CONFIGS, ROOT, run_dirs
+from tests.helpers import CONFIGS, ROOT, run_dirs
 
 # Where the California CSV lives on our machines (and in CI); NNRUN_DATA_DIR points elsewhere if needed.
 SHARED_DATA = next((d for d in (os.environ.get("NNRUN_DATA_DIR"), ROOT.parent / "shared" / "data")

@@ -12,20 +12,9 @@ import torch
 from nnrun.config import validate
 from nnrun.data.bundle import load_data
 from nnrun.data.preprocessing import FeaturePreprocessor
-from tests.conftest import BASE_CONFIG, merged, run_dirs
+from tests.helpers import BASE_CONFIG, merged, people, run_dirs
 
 CPU = torch.device("cpu")
-
-
-def people(n: int = 60, seed: int = 0) -> pd.DataFrame:
-    """A small mixed table: numbers, a text column, a text label and a numeric target."""
-    rng = np.random.default_rng(seed)
-    age = rng.integers(18, 80, n).astype(float)
-    income = rng.normal(50_000, 15_000, n).round(2)
-    city = rng.choice(["Paris", "Lyon", "Nice"], n)
-    label = np.where(income > 50_000, "rich", "poor")
-    return pd.DataFrame({"age": age, "income": income, "city": city, "label": label,
-                         "score": 2.0 * age + income / 1000 + rng.normal(0, 1, n)})
 
 
 def data_config(**data) -> dict:

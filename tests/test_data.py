@@ -10,7 +10,7 @@ from nnrun.data.datasets import DATASETS, DataContext
 from nnrun.data.preprocessing import FeaturePreprocessor, TargetScaler
 from nnrun.data.splits import split_indices
 from nnrun.errors import UserError
-from tests.conftest import BASE_CONFIG, merged
+from tests.helpers import BASE_CONFIG, merged
 
 CPU = torch.device("cpu")
 CTX = DataContext()

@@ -13,8 +13,14 @@ from nnrun.config import validate
 from nnrun.data.bundle import load_data
 from nnrun.data.images import Augment, channel_stats, read_idx
 from nnrun.errors import UserError
-from tests.conftest import BASE_CONFIG, merged, run_dirs
-from tests.helpers import fake_digits, write_idx, write_idx_folder
+from tests.helpers import (
+    BASE_CONFIG,
+    fake_digits,
+    merged,
+    run_dirs,
+    write_idx,
+    write_idx_folder,
+)
 
 CPU = torch.device("cpu")
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -132,7 +138,8 @@ def test_torchvision_fashion_mnist_offline_from_local_files(cli, tmp_path):
     predictions = pd.read_csv(run / "predictions.csv")
     assert set(predictions["target"]) <= set(FASHION) and "prob_Ankle boot" in predictions.columns
 
-    from nnrun.plots import confusion_figure, read_run
+    from nnrun.plots import confusion_figure
+    from nnrun.runs import read_run
 
     ax = confusion_figure(read_run(run)).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == FASHION

@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import run_dirs
-from tests.test_csv import people
+from tests.helpers import people, run_dirs
 
 
 def train_run(cli, write_config, tmp_path, **changes):

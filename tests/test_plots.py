@@ -11,9 +11,17 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.image import imread
 
-from nnrun.plots import (comparison_figure, confusion_figure, loss_figure, lr_figure, metric_panels, metrics_figure,
-                         predictions_figure, read_run)
-from tests.conftest import run_dirs
+from nnrun.plots import (
+    comparison_figure,
+    confusion_figure,
+    loss_figure,
+    lr_figure,
+    metric_panels,
+    metrics_figure,
+    predictions_figure,
+)
+from nnrun.runs import read_run
+from tests.helpers import run_dirs
 
 CLASSIFICATION_PLOTS = {"loss.png", "metrics.png", "lr.png", "confusion_matrix.png"}
 REGRESSION_PLOTS = {"loss.png", "metrics.png", "lr.png", "predictions.png"}
@@ -26,7 +34,7 @@ def runs(tmp_path_factory):
     from typer.testing import CliRunner
 
     from nnrun.cli import app
-    from tests.conftest import BASE_CONFIG, merged
+    from tests.helpers import BASE_CONFIG, merged
 
     folder = tmp_path_factory.mktemp("plots")
     made = {}

@@ -4,7 +4,7 @@ import re
 
 from nnrun.commands import REGISTRIES
 from nnrun.config import DATA_KEYS, EARLY_STOPPING_KEYS, MODEL_KEYS, TOP_LEVEL_KEYS
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text()
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nnrun.checkpoints import load_checkpoint
-from tests.conftest import run_dirs
+from tests.helpers import run_dirs
 
 TIME_COLUMNS = {"train_seconds", "epoch_seconds"}
 # Dropout, momentum and a step schedule: every kind of state that resume must carry over.
@@ -112,7 +112,7 @@ def test_resume_refuses_changes_it_cannot_honour(cli, write_config, tmp_path, ar
 
 
 def test_resume_needs_training_state_and_the_same_data(cli, write_config, tmp_path):
-    from tests.test_csv import people
+    from tests.helpers import people
 
     people(100).to_csv(tmp_path / "people.csv", index=False)
     config = write_config(epochs=2, data={"type": "csv", "path": "people.csv", "target": "label", "drop": ["score"]})

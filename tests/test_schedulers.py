@@ -18,13 +18,25 @@ def lrs_over(exp, epochs: int) -> list[float]:
     return seen
 
 
+# Settings under which every scheduler changes the lr within six epochs, so a lost state would show.
+BUSY = {"step": {"step_size": 2}, "multistep": {"milestones": [2, 4]}, "reduce_on_plateau": {"patience": 1}}
+
+
 @pytest.mark.parametrize("name", SCHEDULERS.names())
 def test_every_scheduler_runs_and_its_state_loads_safely(name, tmp_path):
-    exp = experiment(scheduler=name, epochs=6, optimizer={"type": "sgd", "lr": 0.1})
-    lrs_over(exp, 6)
-    save_checkpoint(tmp_path / "s.pth", {"scheduler": exp.scheduler.state_dict()})
+    scheduler = {"type": name, **BUSY.get(name, {})}
+    exp = experiment(scheduler=scheduler, epochs=6, optimizer={"type": "sgd", "lr": 0.1})
+    before = lrs_over(exp, 3)
+    save_checkpoint(tmp_path / "s.pth", {"scheduler": exp.scheduler.state_dict(),
+                                         "optimizer": exp.optimizer.state_dict()})
+    expected = lrs_over(exp, 3)  # the next three epochs' rates, from the saved point
+
     state = load_checkpoint(tmp_path / "s.pth")  # weights_only=True
-    exp.scheduler.load_state_dict(state["scheduler"])
+    fresh = experiment(scheduler=scheduler, epochs=6, optimizer={"type": "sgd", "lr": 0.1})
+    fresh.optimizer.load_state_dict(state["optimizer"])
+    fresh.scheduler.load_state_dict(state["scheduler"])
+    assert len(set(before + expected)) > 1, "the schedule must move, or this test could not fail"
+    assert lrs_over(fresh, 3) == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("scheduler, expected", [

@@ -10,7 +10,7 @@ from nnrun.checkpoints import load_checkpoint
 from nnrun.data.datasets import DATASETS, DataContext
 from nnrun.metrics import epoch_columns
 from nnrun.models import build_model
-from tests.conftest import run_dirs
+from tests.helpers import run_dirs
 
 TIME_COLUMNS = {"train_seconds", "epoch_seconds"}
 

@@ -25,26 +25,46 @@ def batch_order(n: int, batch_size: int, *, shuffle: bool, generator: torch.Gene
     return [order[start:start + batch_size] for start in range(0, end, batch_size)]
 
 
-class Batches:
-    """Iterate (x, y) batches of `batch_size` rows (None: the whole split as one batch)."""
+class BatchPlan:
+    """How one split is cut into batches: `batch_size` rows (None: the whole split), shuffled or in order.
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int | None, *, shuffle: bool = False,
-                 generator: torch.Generator | None = None, augment: Callable[[torch.Tensor], torch.Tensor] | None = None):
-        self.x, self.y = x, y
-        self.batch_size = len(x) if batch_size is None else min(batch_size, len(x))
+    `Batches` (tensors on the device) and `StreamedBatches` (image files decoded by workers) share it, so both
+    follow the same order rules and resume the same way.
+    """
+
+    def __init__(self, n_rows: int, y: torch.Tensor, batch_size: int | None, *, shuffle: bool = False,
+                 generator: torch.Generator | None = None,
+                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        self.n_rows, self.y = n_rows, y
+        self.batch_size = n_rows if batch_size is None else min(batch_size, n_rows)
         self.shuffle = shuffle
-        self.generator = generator
+        self.generator = generator  # its state is part of last.pth, so a resumed run draws the same batches
         self.augment = augment  # applied to each training batch, on the device
 
     @property
     def device(self) -> torch.device:
-        return self.x.device
+        return self.y.device
 
     def __len__(self) -> int:
-        return len(batch_order(len(self.x), self.batch_size, shuffle=self.shuffle, generator=None, count_only=True))
+        return len(batch_order(self.n_rows, self.batch_size, shuffle=self.shuffle, generator=None, count_only=True))
+
+    def order(self) -> list[torch.Tensor | slice]:
+        """This epoch's batches of row positions, drawn from the generator."""
+        return batch_order(self.n_rows, self.batch_size, shuffle=self.shuffle, generator=self.generator)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for index in batch_order(len(self.x), self.batch_size, shuffle=self.shuffle, generator=self.generator):
+        raise NotImplementedError  # each kind of batches gathers its rows its own way
+
+
+class Batches(BatchPlan):
+    """Iterate (x, y) batches sliced from tensors that live on the device."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int | None, **options):
+        super().__init__(len(x), y, batch_size, **options)
+        self.x = x
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for index in self.order():
             if isinstance(index, slice):
                 x, y = self.x[index], self.y[index]  # views: no copy
             else:

@@ -6,24 +6,41 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
 import torch
 
-from nnrun.config import DataConfig, Split
 from nnrun.data.datasets import DATASETS, DataContext
 from nnrun.data.batching import Batches
 from nnrun.data.images import Augment, ImageTable, channel_stats
 from nnrun.data.streaming import ImageFileTable, StreamedSplit
 from nnrun.data.preprocessing import FeaturePreprocessor, TargetScaler
-from nnrun.data.splits import split_indices
+from nnrun.data.splits import Split, split_indices
 from nnrun.data.tables import Table
 from nnrun.errors import UserError
 
 
 STATS_SAMPLE = 2000  # training images decoded to estimate a streamed folder's normalization statistics
+Scale = Literal["standard", "minmax", "none"]
+TargetScale = Literal["standard", "none"]
+SCALES, TARGET_SCALES = list(get_args(Scale)), list(get_args(TargetScale))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The validated `data:` section: the dataset to build, and how nnrun splits and scales it."""
+
+    type: str
+    kwargs: dict[str, Any]
+    split: Split = field(default_factory=Split)
+    scale: Scale = "standard"
+    target_scale: TargetScale = "standard"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, **self.kwargs, "split": self.split.to_dict(), "scale": self.scale,
+                "target_scale": self.target_scale}
 
 
 @dataclass
@@ -32,7 +49,8 @@ class SplitTensors:
 
     x: torch.Tensor  # (rows, *in_shape): float32 features, or uint8 images (rows, channels, height, width)
     y: torch.Tensor  # (rows,) int64 class indices, or (rows, targets) float32 scaled targets
-    rows: np.ndarray  # (rows,) each row's number in the source (the CSV's data row, counted from 0)
+    rows: np.ndarray  # (rows,) each row's id in its source: a CSV's data row (from 0), an IDX file's index, or
+    #                   an image folder's file path (relative to the folder)
 
     def __len__(self) -> int:
         return len(self.x)

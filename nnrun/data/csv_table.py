@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from nnrun.data.tables import Table
-from nnrun.errors import UserError, did_you_mean
+from nnrun.errors import UserError, hint
 
 MAX_AUTO_CLASSES = 20  # an integer target with at most this many values is read as class labels
 SPLIT_NAMES = ("train", "val", "test")
@@ -117,9 +117,8 @@ def csv_table(frame: pd.DataFrame, *, name: str, target: str, features: list[str
 def _require_columns(wanted: list[str], columns: list[str], key: str, name: str) -> None:
     for column in wanted:
         if column not in columns:
-            guess = did_you_mean(column, columns)
-            hint = f"did you mean '{guess}'? " if guess else ""
-            raise UserError(f"{key}: column '{column}' not found in '{name}' ({hint}columns: {', '.join(columns)})")
+            raise UserError(f"{key}: column '{column}' not found in '{name}' ({hint(column, columns)}columns: "
+                            f"{', '.join(columns)})")
 
 
 def _handle_missing(frame: pd.DataFrame, features: list[str], target: str, missing: str,

@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn.model_selection import train_test_split
+
+
+@dataclass(frozen=True)
+class Split:
+    """Fractions of rows for train/val/test, or `all`: train, validate and test on every row."""
+
+    train: float = 0.7
+    val: float = 0.15
+    test: float = 0.15
+    all: bool = False
+
+    def to_dict(self) -> dict[str, float] | str:
+        return "all" if self.all else {"train": self.train, "val": self.val, "test": self.test}
 
 
 def split_indices(n_rows: int, *, val: float, test: float, seed: int,

@@ -10,12 +10,14 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from nnrun.data.batching import batch_order
+from nnrun.data.batching import BatchPlan
+from nnrun.data.image_files import decode_one
 
 
 class ImageFiles(Dataset):
@@ -28,8 +30,6 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from nnrun.data.images import decode_one
-
         return decode_one(self.paths[i], mode=self.mode, size=self.size), i
 
 
@@ -40,7 +40,7 @@ class ImageFileTable:
     paths: list[Path]
     target: np.ndarray  # (rows,) int64
     class_names: list[str]
-    mode: str  # "L" or "RGB"
+    mode: Literal["L", "RGB"]
     size: tuple[int, int]  # (height, width) every image is decoded to
     row_ids: np.ndarray
     normalize: str | dict = "auto"
@@ -57,27 +57,17 @@ class ImageFileTable:
         return ImageFiles([self.paths[i] for i in rows], mode=self.mode, size=self.size)
 
 
-class StreamedBatches:
-    """(x, y) batches of decoded images; same order rules as `Batches` (seeded shuffle, no 1-row last batch)."""
+class StreamedBatches(BatchPlan):
+    """(x, y) batches of images decoded from disk by DataLoader workers, in the same order as `Batches`."""
 
-    def __init__(self, files: ImageFiles, y: torch.Tensor, batch_size: int | None, *, shuffle: bool,
-                 generator: torch.Generator | None, augment: Callable[[torch.Tensor], torch.Tensor] | None):
-        self.files, self.y = files, y
-        self.batch_size = len(files) if batch_size is None else min(batch_size, len(files))
-        self.shuffle, self.generator, self.augment = shuffle, generator, augment
-
-    @property
-    def device(self) -> torch.device:
-        return self.y.device
-
-    def __len__(self) -> int:
-        return len(batch_order(len(self.files), self.batch_size, shuffle=self.shuffle, generator=None, count_only=True))
+    def __init__(self, files: ImageFiles, y: torch.Tensor, batch_size: int | None, **options):
+        super().__init__(len(files), y, batch_size, **options)
+        self.files = files
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         # The order is drawn here, in the main process, so the generator (and resume) stays exact.
-        order = [list(range(len(self.files))[index]) if isinstance(index, slice) else index.tolist()
-                 for index in batch_order(len(self.files), self.batch_size, shuffle=self.shuffle,
-                                          generator=self.generator)]
+        order = [list(range(self.n_rows)[index]) if isinstance(index, slice) else index.tolist()
+                 for index in self.order()]
         workers = min(4, os.cpu_count() or 1)
         loader = DataLoader(self.files, batch_sampler=order, num_workers=workers,
                             pin_memory=self.device.type == "cuda")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+TaskKind = Literal["classification", "regression"]
 
 
 @dataclass
@@ -14,7 +17,7 @@ class Table:
 
     features: pd.DataFrame
     target: np.ndarray  # classification: int class codes (rows,); regression: float (rows,) or (rows, targets)
-    task: str  # "classification" | "regression"
+    task: TaskKind
     class_names: list[str] | None = None
     categorical: list[str] = field(default_factory=list)  # feature columns to one-hot encode
     missing: str = "error"  # what the preprocessing does with missing feature values

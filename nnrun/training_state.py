@@ -1,0 +1,136 @@
+"""A training run's state between epochs: what last.pth holds so that training can continue exactly, how it
+is restored, and what a resume may change."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from nnrun.checkpoints import versions
+from nnrun.config import Config, EarlyStopping
+from nnrun.errors import UserError
+from nnrun.experiment import Experiment
+
+# What `nnrun train --resume` may change: nothing that alters the model, the data or the training itself.
+RESUMABLE_KEYS = ("epochs", "device", "early_stopping.patience", "early_stopping.min_delta", "early_stopping.stop_at")
+
+
+@dataclass
+class LoopState:
+    """Where training stands after an epoch: enough to pick the best epoch, stop early, and resume."""
+
+    epoch: int = 0  # last finished epoch
+    best_value: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def improved(self, value: float, mode: str, min_delta: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.best_value is None:
+            return True
+        return value < self.best_value - min_delta if mode == "min" else value > self.best_value + min_delta
+
+    def record(self, row: dict[str, float], stopping: EarlyStopping) -> bool:
+        """Add a finished epoch's metrics row; True when it is the new best epoch."""
+        self.history.append(row)
+        self.epoch = int(row["epoch"])
+        value = row[stopping.monitor]
+        if self.improved(value, stopping.mode, stopping.min_delta):
+            self.best_value, self.best_epoch, self.bad_epochs = value, self.epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+
+def training_checkpoint(exp: Experiment, state: LoopState, *, weights: dict[str, torch.Tensor] | None = None,
+                        best_weights: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """A best.pth (given its `weights`) or last.pth (the live model, plus everything resume needs).
+
+    Both hold everything eval needs: weights, config, preprocessing, class names, the data's fingerprint.
+    The saver adds `metrics`, the rows of metrics.csv up to this epoch.
+    """
+    data = exp.data
+    checkpoint = {
+        "config": exp.config.to_dict(),
+        "model": weights if weights is not None else clone(exp.model.state_dict()),
+        "data": {"task": data.task, "class_names": data.class_names, "feature_names": data.feature_names,
+                 "in_shape": list(data.in_shape), "n_targets": data.n_targets, "preprocessing": data.preprocessing,
+                 "fingerprint": data.fingerprint},
+        "epoch": state.best_epoch if weights is not None else state.epoch,
+        "versions": versions(),
+    }
+    if weights is None:
+        legacy_numpy = np.random.get_state()
+        checkpoint.update({
+            "best_model": best_weights,  # so that last.pth alone resumes exactly, best epoch included
+            "optimizer": copy.deepcopy(exp.optimizer.state_dict()),
+            "scheduler": copy.deepcopy(exp.scheduler.state_dict()) if exp.scheduler else None,
+            "loop": {"epoch": state.epoch, "best_value": state.best_value, "best_epoch": state.best_epoch,
+                     "bad_epochs": state.bad_epochs},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "shuffle": exp.train_batches.generator.get_state(),
+                "python": random.getstate(),
+                # np.random's legacy state holds an array, which weights_only refuses: store it as a tensor.
+                "numpy": [legacy_numpy[0], torch.from_numpy(legacy_numpy[1].astype(np.int64)), *legacy_numpy[2:]],
+                "cuda": torch.cuda.get_rng_state_all() if exp.device.type == "cuda" else None,
+            },
+        })
+    return checkpoint
+
+
+def restore_training_state(exp: Experiment, checkpoint: dict[str, Any]) -> tuple[LoopState, dict | None]:
+    """Load a last.pth into the live experiment: weights, optimizer, scheduler, RNGs; returns the loop state."""
+    exp.model.load_state_dict(checkpoint["model"])
+    exp.optimizer.load_state_dict(checkpoint["optimizer"])
+    if exp.scheduler is not None and checkpoint["scheduler"] is not None:
+        exp.scheduler.load_state_dict(checkpoint["scheduler"])
+    rng = checkpoint["rng"]
+    torch.set_rng_state(rng["torch"])
+    exp.train_batches.generator.set_state(rng["shuffle"])
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, *rest = rng["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    if rng["cuda"] is not None and exp.device.type == "cuda":
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    state = LoopState(**checkpoint["loop"], history=list(checkpoint["metrics"]))
+    return state, checkpoint.get("best_model")
+
+
+def resume_override_problems(overrides: list[str]) -> list[str]:
+    """Overrides a resume refuses: any key outside RESUMABLE_KEYS."""
+    problems = []
+    for item in overrides:
+        key = item.partition("=")[0]
+        if key not in RESUMABLE_KEYS:
+            problems.append(f"cannot change '{key}' when resuming: it would change the model, the data or the "
+                            f"training (resume allows {', '.join(RESUMABLE_KEYS)}; start a new run for other changes)")
+    return problems
+
+
+def check_resumable(checkpoint: dict[str, Any], cfg: Config) -> None:
+    """Refuse a resume that has nothing left to train, or that would bend a schedule planned for the old length."""
+    done = checkpoint["epoch"]
+    if cfg.epochs <= done:
+        raise UserError(f"the run has already trained {done} of its {cfg.epochs} epochs (ask for more: "
+                        f"epochs={done + 10})")
+    planned = checkpoint["config"]["epochs"]
+    scheduler = checkpoint["config"]["scheduler"] or {}
+    if cfg.epochs != planned and (scheduler.get("type") == "onecycle" or
+                                  (scheduler.get("type") == "cosine" and scheduler.get("t_max") is None)):
+        raise UserError(f"cannot extend the run to {cfg.epochs} epochs: its {scheduler['type']} schedule was planned "
+                        f"for {planned} (resume with epochs={planned}, or start a new run)")
+
+
+def clone(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A detached copy of a state dict: a snapshot later training steps cannot change."""
+    return {k: v.detach().clone() for k, v in state_dict.items()}
