@@ -64,7 +64,7 @@ class FeaturePreprocessor:
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """(rows, features) float32 matrix; a category not seen in train becomes all zeros."""
+        """(rows, features) C-contiguous float32 matrix; a category not seen in train becomes all zeros."""
         absent = [c for c in self.columns if c not in frame.columns]
         if absent:
             raise UserError(f"input has no column {', '.join(repr(c) for c in absent)} "
@@ -83,7 +83,8 @@ class FeaturePreprocessor:
             seen = codes >= 0
             one_hot[np.flatnonzero(seen), codes[seen]] = 1.0
             blocks.append(one_hot)
-        return np.concatenate(blocks, axis=1).astype(np.float32)
+        # Row-major: batches gather rows, and a column-major matrix (what pandas hands back) makes every gather strided.
+        return np.concatenate(blocks, axis=1).astype(np.float32, order="C")
 
     def state_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "missing": self.missing, "numeric": list(self.numeric),
