@@ -67,8 +67,8 @@ def train(
         show_default=False)] = None,
     overrides: Overrides = None,
     resume: Annotated[Path | None, typer.Option(
-        "--resume", help="Continue a run: its folder or a last.pth. Allowed overrides: epochs, device, "
-                         "early_stopping.patience/min_delta/stop_at.", show_default=False)] = None,
+        "--resume", help="Continue a run: its folder or a last.pth. Overrides may only extend or steer it, "
+                         "such as epochs=N.", show_default=False)] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where run folders are created.")] = Path("runs"),
     data_dir: DataDirOption = Path("data"),
     name: Annotated[str | None, typer.Option("--name", help="Run name (default: the config's name).")] = None,

@@ -27,7 +27,7 @@ from nnrun.report import write_report
 from nnrun.runs import Run, read_run
 from nnrun.schedulers import SCHEDULERS
 from nnrun.training import fit
-from nnrun.training_state import check_resumable, resume_override_problems
+from nnrun.training_state import check_resumable, check_resume_overrides
 
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in (DATASETS, MODELS, LOSSES, OPTIMIZERS, SCHEDULERS)}
 # Keys nnrun handles itself for every entry of a registry.
@@ -65,9 +65,7 @@ def resume(target: Path, overrides: list[str], *, runs_dir: Path, data_dir: Path
     if "optimizer" not in checkpoint:
         raise UserError(f"'{path}' holds weights only, not the training state (resume from the run folder or its "
                         f"checkpoints/last.pth)")
-    problems = resume_override_problems(overrides)
-    if problems:
-        raise UserError(*problems)
+    check_resume_overrides(overrides)
     raw = apply_overrides(checkpoint["config"], [*overrides, *([f"device={device}"] if device else [])])
     cfg = validate(raw)
     check_resumable(checkpoint, cfg)

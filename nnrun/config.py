@@ -11,7 +11,7 @@ import copy
 import re
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 
@@ -20,7 +20,7 @@ from nnrun.data.datasets import DATASETS
 from nnrun.data.splits import Split
 from nnrun.errors import UserError, hint
 from nnrun.losses import LOSSES, output_activation_problem, resolve_output_activation
-from nnrun.metrics import HIGHER_IS_BETTER, MONITORABLE
+from nnrun.metrics import MONITORABLE, resolve_mode
 from nnrun.models import MODELS, OUTPUT_ACTIVATIONS
 from nnrun.optimizers import OPTIMIZERS
 from nnrun.registry import Registry, format_value, unknown_key
@@ -40,6 +40,8 @@ _Loader.add_implicit_resolver(
 TOP_LEVEL_KEYS = ["name", "seed", "device", "epochs", "batch_size", "data", "model", "loss", "optimizer",
                   "scheduler", "early_stopping"]
 REQUIRED_KEYS = ["data", "model", "loss", "optimizer", "epochs"]
+Mode = Literal["auto", "min", "max"]
+MODES = list(get_args(Mode))
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -70,14 +72,17 @@ class ModelConfig:
 class EarlyStopping:
     """Which metric picks the best checkpoint, and when training stops before `epochs`.
 
-    `mode` is `auto` only as the user's default: validation resolves it to `min` or `max`.
+    `mode` is `auto` only as the user's default: the object itself always holds `min` or `max`.
     """
 
     monitor: str = "val_loss"
-    mode: Literal["auto", "min", "max"] = "auto"
+    mode: Mode = "auto"
     patience: int | None = None
     min_delta: float = 0.0
     stop_at: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", resolve_mode(self.monitor, self.mode))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -347,10 +352,9 @@ def _early_stopping(node: Any, problems: list[str]) -> EarlyStopping:
     monitor, mode = values["monitor"], values["mode"]
     if monitor not in MONITORABLE:
         problems.append(_choice_problem("early_stopping.monitor", monitor, MONITORABLE))
-    if mode == "auto":
-        mode = "max" if monitor in HIGHER_IS_BETTER else "min"
-    elif mode not in ("min", "max"):
-        problems.append(_choice_problem("early_stopping.mode", mode, ["auto", "min", "max"]))
+    if mode not in MODES:
+        problems.append(_choice_problem("early_stopping.mode", mode, MODES))
+        mode = "auto"
     patience = values["patience"]
     if patience is not None and (not _is_int(patience) or patience < 1):
         problems.append(f"early_stopping.patience must be an integer >= 1 or null, got {format_value(patience)} "

@@ -16,7 +16,7 @@ EVAL_BATCH = 1024  # rows per forward pass when evaluating; results do not depen
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: SplitTensors | StreamedSplit, loss_fn: nn.Module) -> tuple[float, torch.Tensor]:
+def evaluate(model: nn.Module, split: SplitTensors | StreamedSplit, *, loss_fn: nn.Module) -> tuple[float, torch.Tensor]:
     """Mean loss over a split, and the model's outputs for every row (rows, outputs)."""
     model.eval()
     output = torch.cat([model(x) for x, _ in split.batches(EVAL_BATCH)])
@@ -30,10 +30,10 @@ def outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([model(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
 
 
-def split_report(model: nn.Module, split: SplitTensors | StreamedSplit, loss_fn: nn.Module,
+def split_report(model: nn.Module, split: SplitTensors | StreamedSplit, *, loss_fn: nn.Module,
                  task: Task) -> tuple[dict[str, Any], torch.Tensor]:
     """Loss and the full metric report for a split (regression in original units), and the model's outputs."""
-    loss, output = evaluate(model, split, loss_fn)
+    loss, output = evaluate(model, split, loss_fn=loss_fn)
     if task.kind == "classification":
         report = classification_report(split.y.cpu().numpy(), task.probabilities(output).cpu().numpy(),
                                        task.class_names)

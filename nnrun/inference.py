@@ -183,7 +183,7 @@ def _image_rows(restored: Restored, path: Path, *, labelled: bool) -> SplitTenso
 
 def _evaluation(restored: Restored, rows: SplitTensors, *, source: str, split: str,
                 notes: list[str] | None = None) -> Evaluation:
-    report, output = split_report(restored.model, rows, restored.loss_fn, restored.task)
+    report, output = split_report(restored.model, rows, loss_fn=restored.loss_fn, task=restored.task)
     predictions = restored.task.predictions(output, rows.y, rows.rows)
     return Evaluation(source, split, report, predictions, notes or [])
 

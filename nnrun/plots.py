@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nnrun.errors import UserError
+from nnrun.metrics import regression_report
 from nnrun.runs import Run, RunFiles, read_run
 
 SIZE = (8.0, 5.0)  # inches at DPI: every PNG is 800 x 500 pixels (the confusion matrix is square-ish, below)
@@ -193,7 +194,7 @@ def predictions_figure(run: RunFiles) -> Figure:
     residual_ax.axvline(0, color=BEST_COLOR, linestyle="--", linewidth=1)
     residual_ax.set_xlabel(f"predicted - actual ({unit})")
     residual_ax.set_ylabel("test rows")
-    rmse = float(np.sqrt(np.mean(residuals ** 2)))
+    rmse = regression_report(actual, guess)["rmse"]
     residual_ax.set_title(f"residuals (RMSE {rmse:.4g})")
     residual_ax.grid(alpha=0.3)
     fig.suptitle(f"{run.name}: test predictions ({len(actual)} rows)")

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -146,12 +147,12 @@ class RunFiles:
         """The summary's best epoch; for an unfinished run, the best by the config's monitor so far."""
         if self.summary.get("best_epoch"):
             return int(self.summary["best_epoch"])
-        stopping = self.config.get("early_stopping") or {}
-        monitor = stopping.get("monitor", "val_loss")
+        stopping = self.config.get("early_stopping") or {}  # config.yaml holds the resolved monitor and mode
+        monitor = stopping.get("monitor")
         values = [v for v in self.metrics.get(monitor, []) if math.isfinite(v)]
-        if not values:
+        if not values or stopping.get("mode") not in ("min", "max"):
             return None
-        best = max(values) if stopping.get("mode") == "max" else min(values)
+        best = max(values) if stopping["mode"] == "max" else min(values)
         return int(self.epochs[self.metrics[monitor].index(best)])
 
 
@@ -185,7 +186,9 @@ def read_metrics(path: Path) -> tuple[dict[str, list[float]], list[str]]:
     if not text.strip():
         return {}, ["metrics.csv is empty: the run stopped before writing its header"]
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, index_col=False)
     except pd.errors.ParserError as exc:
         raise UserError(f"'{path}' is damaged ({str(exc).strip()}; delete the bad lines, or retrain)") from None
     # A row is complete when its epoch, lr and losses are there, and (for the last) when its newline was written.
@@ -193,5 +196,7 @@ def read_metrics(path: Path) -> tuple[dict[str, list[float]], list[str]]:
     if len(frame) and not text.endswith("\n"):
         complete[-1] = False
     notes = [f"left out {int((~complete).sum())} incomplete row(s) of metrics.csv"] if not complete.all() else []
+    if caught:
+        notes.append("metrics.csv has rows with more cells than its header; the extra cells were ignored")
     return {str(name): pd.to_numeric(frame[name][complete], errors="coerce").astype(float).tolist()
             for name in frame.columns}, notes

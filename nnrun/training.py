@@ -11,7 +11,7 @@ import math
 import signal
 import time
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -28,9 +28,16 @@ from nnrun.metrics import EPOCH_METRICS, epoch_columns
 from nnrun.runs import MetricsWriter, Run
 from nnrun.schedulers import step_after_epoch
 from nnrun.tasks import Task
-from nnrun.training_state import LoopState, clone, restore_training_state, training_checkpoint
+from nnrun.training_state import LoopState, best_checkpoint, clone, last_checkpoint, restore_training_state
 
 CHECKPOINT_INTERVAL = 10.0  # seconds between checkpoint writes; a run's end and an interrupt always write
+
+
+class Stop(NamedTuple):
+    """Why training ended: summary.json's `stop_reason` and `stop_detail`."""
+
+    reason: Literal["completed", "early_stopping", "stop_at", "non_finite_loss", "interrupted"]
+    detail: str
 
 
 def train_one_epoch(model: nn.Module, batches: BatchPlan, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
@@ -69,7 +76,7 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
     metrics = MetricsWriter(run.metrics_path, epoch_columns(task.kind), rows=state.history if resume else None)
     step_scheduler = exp.scheduler if exp.scheduler_interval == "step" else None
     saver = _CheckpointSaver(run, state.history)
-    stop = ("completed", f"ran all {cfg.epochs} epochs")
+    stop = Stop("completed", f"ran all {cfg.epochs} epochs")
     started = time.perf_counter()
 
     with _progress(cfg.epochs, state.epoch, enabled=log.quiet_console) as bar, _InterruptGuard() as guard:
@@ -80,12 +87,13 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
                 train_loss, train_accuracy = train_one_epoch(exp.model, exp.train_batches, exp.loss_fn,
                                                              exp.optimizer, task=task, step_scheduler=step_scheduler)
                 train_seconds = time.perf_counter() - epoch_start
-                val_loss, val_output = evaluate(exp.model, exp.data.val, exp.loss_fn)
+                val_loss, val_output = evaluate(exp.model, exp.data.val, loss_fn=exp.loss_fn)
                 if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
                     # The weights have diverged: record nothing from this epoch, keep the checkpoints of the last one.
-                    stop = _diverged(train_loss, val_loss, epoch, state.epoch)
+                    stop = _diverged(train_loss, val_loss, epoch=epoch, last_good=state.epoch)
                     break
-                row = _metrics_row(epoch, lr, train_loss, val_loss, train_accuracy, val_output, exp)
+                row = _metrics_row(exp, val_output, epoch=epoch, lr=lr, train_loss=train_loss,
+                                   train_accuracy=train_accuracy, val_loss=val_loss)
                 row.update(train_seconds=train_seconds, epoch_seconds=time.perf_counter() - epoch_start)
 
                 # An interrupt waits for this block, so metrics.csv, the loop state and last.pth always agree.
@@ -96,8 +104,8 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
                     if exp.scheduler is not None and exp.scheduler_interval == "epoch":
                         step_after_epoch(exp.scheduler, row[stopping.monitor])
                     # checkpoint after the scheduler step, so that resuming continues with the next epoch's lr
-                    best = training_checkpoint(exp, state, weights=best_weights) if state.best_epoch == epoch else None
-                    saver.update(best=best, last=training_checkpoint(exp, state, best_weights=best_weights))
+                    best = best_checkpoint(exp, state, weights=best_weights) if state.best_epoch == epoch else None
+                    saver.update(best=best, last=last_checkpoint(exp, state, best_weights=best_weights))
 
                 log.epoch(_epoch_line(row, cfg.epochs, task.kind))
                 bar(epoch, row, task.kind)
@@ -106,26 +114,26 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
                     break
         except (KeyboardInterrupt, Interrupted):
             # A partly trained epoch is dropped: the checkpoints keep the last finished one.
-            stop = ("interrupted", f"interrupted after epoch {state.epoch}")
+            stop = Stop("interrupted", f"interrupted after epoch {state.epoch}")
         finally:
             saver.flush()
             metrics.close()
 
     # test the best weights, and keep their predictions for the plots
     test = None
-    if best_weights is not None and stop[0] != "interrupted" and exp.data.test is not None:
+    if best_weights is not None and stop.reason != "interrupted" and exp.data.test is not None:
         exp.model.load_state_dict(best_weights)
-        test, output = split_report(exp.model, exp.data.test, exp.loss_fn, task)
+        test, output = split_report(exp.model, exp.data.test, loss_fn=exp.loss_fn, task=task)
         task.predictions(output, exp.data.test.y, exp.data.test.rows).to_csv(run.predictions_path, index=False)
-    summary = _summary(exp, run, state, *stop, test, time.perf_counter() - started)
+    summary = _summary(exp, run, state, stop=stop, test=test, seconds=time.perf_counter() - started)
     run.summary_path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n", encoding="utf-8")
-    if stop[0] == "interrupted":
-        raise Interrupted(stop[1])
+    if stop.reason == "interrupted":
+        raise Interrupted(stop.detail)
     return summary
 
 
-def _metrics_row(epoch: int, lr: float, train_loss: float, val_loss: float, train_accuracy: float | None,
-                 val_output: torch.Tensor, exp: Experiment) -> dict[str, float]:
+def _metrics_row(exp: Experiment, val_output: torch.Tensor, *, epoch: int, lr: float, train_loss: float,
+                 train_accuracy: float | None, val_loss: float) -> dict[str, float]:
     """One metrics.csv row, without the timings: losses, train accuracy, and the val metrics in original units."""
     row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss}
     if exp.task.kind == "classification":
@@ -134,20 +142,21 @@ def _metrics_row(epoch: int, lr: float, train_loss: float, val_loss: float, trai
     return row
 
 
-def _diverged(train_loss: float, val_loss: float, epoch: int, last_good: int) -> tuple[str, str]:
+def _diverged(train_loss: float, val_loss: float, *, epoch: int, last_good: int) -> Stop:
     which, value = ("train", train_loss) if not math.isfinite(train_loss) else ("val", val_loss)
-    return "non_finite_loss", (f"{which} loss became {value} at epoch {epoch}, so training stopped; last.pth holds "
-                               f"epoch {last_good} (lower optimizer.lr, or check the data for extreme values)")
+    return Stop("non_finite_loss", f"{which} loss became {value} at epoch {epoch}, so training stopped; last.pth "
+                                   f"holds epoch {last_good} (lower optimizer.lr, or check the data for extreme values)")
 
 
-def _early_stop(state: LoopState, monitored: float, stopping: EarlyStopping) -> tuple[str, str] | None:
-    """(stop_reason, stop_detail) when `stop_at` is reached or patience has run out; else None."""
+def _early_stop(state: LoopState, monitored: float, stopping: EarlyStopping) -> Stop | None:
+    """Why to stop now: `stop_at` is reached, or patience has run out; else None."""
     if stopping.stop_at is not None and _reached(monitored, stopping.stop_at, stopping.mode):
         sign = "<=" if stopping.mode == "min" else ">="
-        return "stop_at", f"{stopping.monitor} {monitored:.6g} {sign} stop_at {stopping.stop_at} at epoch {state.epoch}"
+        return Stop("stop_at", f"{stopping.monitor} {monitored:.6g} {sign} stop_at {stopping.stop_at} at epoch "
+                               f"{state.epoch}")
     if stopping.patience is not None and state.bad_epochs >= stopping.patience:
-        return "early_stopping", (f"{stopping.monitor} did not improve by more than {stopping.min_delta} for "
-                                  f"{stopping.patience} epochs (best at epoch {state.best_epoch})")
+        return Stop("early_stopping", f"{stopping.monitor} did not improve by more than {stopping.min_delta} for "
+                                      f"{stopping.patience} epochs (best at epoch {state.best_epoch})")
     return None
 
 
@@ -179,8 +188,8 @@ class _CheckpointSaver:
         self.last_write = time.monotonic()
 
 
-def _summary(exp: Experiment, run: Run, state: LoopState, stop_reason: str, stop_detail: str,
-             test: dict[str, Any] | None, seconds: float) -> dict[str, Any]:
+def _summary(exp: Experiment, run: Run, state: LoopState, *, stop: Stop, test: dict[str, Any] | None,
+             seconds: float) -> dict[str, Any]:
     cfg = exp.config
     by_epoch = {row["epoch"]: row for row in state.history}
     metric_names = ["loss", *[m.removeprefix("val_") for m in EPOCH_METRICS[exp.task.kind] if m.startswith("val_")]]
@@ -192,8 +201,8 @@ def _summary(exp: Experiment, run: Run, state: LoopState, stop_reason: str, stop
         "name": cfg.name,
         "run_dir": str(run.root),
         "task": exp.task.kind,
-        "stop_reason": stop_reason,
-        "stop_detail": stop_detail,
+        "stop_reason": stop.reason,
+        "stop_detail": stop.detail,
         "epochs_run": state.epoch,
         "epochs": cfg.epochs,
         "monitor": cfg.early_stopping.monitor,

@@ -14,9 +14,10 @@ import torch
 
 from nnrun.checkpoints import versions
 from nnrun.config import Config, EarlyStopping
-from nnrun.errors import UserError
+from nnrun.errors import UserError, hint
 from nnrun.experiment import Experiment
 
+StateDict = dict[str, torch.Tensor]
 # What `nnrun train --resume` may change: nothing that alters the model, the data or the training itself.
 RESUMABLE_KEYS = ("epochs", "device", "early_stopping.patience", "early_stopping.min_delta", "early_stopping.stop_at")
 
@@ -31,7 +32,8 @@ class LoopState:
     bad_epochs: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
 
-    def improved(self, value: float, mode: str, min_delta: float) -> bool:
+    def improved(self, value: float, *, mode: str, min_delta: float) -> bool:
+        """Does `value` beat the best so far by more than `min_delta`, in direction `mode` (min or max)?"""
         if not math.isfinite(value):
             return False
         if self.best_value is None:
@@ -43,51 +45,54 @@ class LoopState:
         self.history.append(row)
         self.epoch = int(row["epoch"])
         value = row[stopping.monitor]
-        if self.improved(value, stopping.mode, stopping.min_delta):
+        if self.improved(value, mode=stopping.mode, min_delta=stopping.min_delta):
             self.best_value, self.best_epoch, self.bad_epochs = value, self.epoch, 0
             return True
         self.bad_epochs += 1
         return False
 
 
-def training_checkpoint(exp: Experiment, state: LoopState, *, weights: dict[str, torch.Tensor] | None = None,
-                        best_weights: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
-    """A best.pth (given its `weights`) or last.pth (the live model, plus everything resume needs).
+def best_checkpoint(exp: Experiment, state: LoopState, *, weights: StateDict) -> dict[str, Any]:
+    """best.pth: the best epoch's `weights` with everything eval needs (config, preprocessing, class names,
+    the data's fingerprint). The saver adds `metrics`, the rows of metrics.csv up to this epoch."""
+    return _model_checkpoint(exp, weights=weights, epoch=state.best_epoch)
 
-    Both hold everything eval needs: weights, config, preprocessing, class names, the data's fingerprint.
-    The saver adds `metrics`, the rows of metrics.csv up to this epoch.
-    """
+
+def last_checkpoint(exp: Experiment, state: LoopState, *, best_weights: StateDict | None) -> dict[str, Any]:
+    """last.pth: the live model as best.pth holds it, plus everything an exact resume needs."""
+    legacy_numpy = np.random.get_state()
+    return {
+        **_model_checkpoint(exp, weights=clone(exp.model.state_dict()), epoch=state.epoch),
+        "best_model": best_weights,  # so that last.pth alone resumes exactly, best epoch included
+        "optimizer": copy.deepcopy(exp.optimizer.state_dict()),
+        "scheduler": copy.deepcopy(exp.scheduler.state_dict()) if exp.scheduler else None,
+        "loop": {"epoch": state.epoch, "best_value": state.best_value, "best_epoch": state.best_epoch,
+                 "bad_epochs": state.bad_epochs},
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "shuffle": exp.train_batches.generator.get_state(),
+            "python": random.getstate(),
+            # np.random's legacy state holds an array, which weights_only refuses: store it as a tensor.
+            "numpy": [legacy_numpy[0], torch.from_numpy(legacy_numpy[1].astype(np.int64)), *legacy_numpy[2:]],
+            "cuda": torch.cuda.get_rng_state_all() if exp.device.type == "cuda" else None,
+        },
+    }
+
+
+def _model_checkpoint(exp: Experiment, *, weights: StateDict, epoch: int) -> dict[str, Any]:
     data = exp.data
-    checkpoint = {
+    return {
         "config": exp.config.to_dict(),
-        "model": weights if weights is not None else clone(exp.model.state_dict()),
+        "model": weights,
         "data": {"task": data.task, "class_names": data.class_names, "feature_names": data.feature_names,
                  "in_shape": list(data.in_shape), "n_targets": data.n_targets, "preprocessing": data.preprocessing,
                  "fingerprint": data.fingerprint},
-        "epoch": state.best_epoch if weights is not None else state.epoch,
+        "epoch": epoch,
         "versions": versions(),
     }
-    if weights is None:
-        legacy_numpy = np.random.get_state()
-        checkpoint.update({
-            "best_model": best_weights,  # so that last.pth alone resumes exactly, best epoch included
-            "optimizer": copy.deepcopy(exp.optimizer.state_dict()),
-            "scheduler": copy.deepcopy(exp.scheduler.state_dict()) if exp.scheduler else None,
-            "loop": {"epoch": state.epoch, "best_value": state.best_value, "best_epoch": state.best_epoch,
-                     "bad_epochs": state.bad_epochs},
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "shuffle": exp.train_batches.generator.get_state(),
-                "python": random.getstate(),
-                # np.random's legacy state holds an array, which weights_only refuses: store it as a tensor.
-                "numpy": [legacy_numpy[0], torch.from_numpy(legacy_numpy[1].astype(np.int64)), *legacy_numpy[2:]],
-                "cuda": torch.cuda.get_rng_state_all() if exp.device.type == "cuda" else None,
-            },
-        })
-    return checkpoint
 
 
-def restore_training_state(exp: Experiment, checkpoint: dict[str, Any]) -> tuple[LoopState, dict | None]:
+def restore_training_state(exp: Experiment, checkpoint: dict[str, Any]) -> tuple[LoopState, StateDict | None]:
     """Load a last.pth into the live experiment: weights, optimizer, scheduler, RNGs; returns the loop state."""
     exp.model.load_state_dict(checkpoint["model"])
     exp.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -106,15 +111,14 @@ def restore_training_state(exp: Experiment, checkpoint: dict[str, Any]) -> tuple
     return state, checkpoint.get("best_model")
 
 
-def resume_override_problems(overrides: list[str]) -> list[str]:
-    """Overrides a resume refuses: any key outside RESUMABLE_KEYS."""
-    problems = []
-    for item in overrides:
-        key = item.partition("=")[0]
-        if key not in RESUMABLE_KEYS:
-            problems.append(f"cannot change '{key}' when resuming: it would change the model, the data or the "
-                            f"training (resume allows {', '.join(RESUMABLE_KEYS)}; start a new run for other changes)")
-    return problems
+def check_resume_overrides(overrides: list[str]) -> None:
+    """Refuse overrides a resume cannot honour exactly: any key outside RESUMABLE_KEYS, all named in one line."""
+    refused = [key for key in (item.partition("=")[0] for item in overrides) if key not in RESUMABLE_KEYS]
+    if refused:
+        guesses = {key: hint(key, RESUMABLE_KEYS).strip() for key in refused}  # "did you mean 'epochs'?" or ""
+        named = ", ".join(f"'{key}' ({guess})" if guess else f"'{key}'" for key, guess in guesses.items())
+        raise UserError(f"cannot change {named} when resuming: it would change the model, the data or the training "
+                        f"(resume allows {', '.join(RESUMABLE_KEYS)}; start a new run for other changes)")
 
 
 def check_resumable(checkpoint: dict[str, Any], cfg: Config) -> None:
@@ -131,6 +135,6 @@ def check_resumable(checkpoint: dict[str, Any], cfg: Config) -> None:
                         f"for {planned} (resume with epochs={planned}, or start a new run)")
 
 
-def clone(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def clone(state_dict: StateDict) -> StateDict:
     """A detached copy of a state dict: a snapshot later training steps cannot change."""
     return {k: v.detach().clone() for k, v in state_dict.items()}

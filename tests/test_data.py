@@ -134,22 +134,22 @@ def test_bad_dataset_arguments_are_user_errors():
 def test_batches_cover_every_row_once_per_epoch_in_seeded_order():
     x = torch.arange(10, dtype=torch.float32).unsqueeze(1)
     y = torch.arange(10)
-    batches = Batches(x, y, 4, shuffle=True, generator=torch.Generator().manual_seed(0))
+    batches = Batches(x, y, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(0))
     epoch = [b for b in batches]
     assert [len(bx) for bx, _ in epoch] == [4, 4, 2] and len(batches) == 3
     assert sorted(torch.cat([by for _, by in epoch]).tolist()) == list(range(10))
     assert all(torch.equal(bx[:, 0].long(), by) for bx, by in epoch)  # rows stay paired
-    replay = Batches(x, y, 4, shuffle=True, generator=torch.Generator().manual_seed(0))
+    replay = Batches(x, y, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(0))
     assert all(torch.equal(a[1], b[1]) for a, b in zip(epoch, replay))
 
 
 def test_batches_full_and_trailing_single_row():
     x, y = torch.zeros(9, 2), torch.arange(9)
-    (only,) = list(Batches(x, y, None, shuffle=True, generator=torch.Generator()))
+    (only,) = list(Batches(x, y, batch_size=None, shuffle=True, generator=torch.Generator()))
     assert only[0].data_ptr() == x.data_ptr() and only[0].shape == x.shape  # full batch: a view, no copy
-    sizes = [len(bx) for bx, _ in Batches(x, y, 4, shuffle=True, generator=torch.Generator())]
+    sizes = [len(bx) for bx, _ in Batches(x, y, batch_size=4, shuffle=True, generator=torch.Generator())]
     assert sizes == [4, 4]  # a last batch of one row would break BatchNorm
-    assert [len(bx) for bx, _ in Batches(x, y, 4)] == [4, 4, 1]  # evaluation keeps every row
+    assert [len(bx) for bx, _ in Batches(x, y, batch_size=4)] == [4, 4, 1]  # evaluation keeps every row
 
 
 @pytest.mark.parametrize("name", BUILT_IN)

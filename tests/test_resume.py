@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nnrun.checkpoints import load_checkpoint
-from tests.helpers import run_dirs
+from tests.helpers import people, run_dirs
 
 TIME_COLUMNS = {"train_seconds", "epoch_seconds"}
 # Dropout, momentum and a step schedule: every kind of state that resume must carry over.
@@ -99,6 +99,7 @@ def test_rows_written_after_the_last_checkpoint_are_not_duplicated(cli, write_co
 @pytest.mark.parametrize("args, message", [
     (["optimizer.lr=0.5"], "cannot change 'optimizer.lr' when resuming"),
     (["model.hidden=[5]"], "cannot change 'model.hidden' when resuming"),
+    (["epoch=20", "seed=3"], "cannot change 'epoch' (did you mean 'epochs'?), 'seed' when resuming"),
     (["epochs=2"], "has already trained 3 of its 2 epochs"),
     ([], "has already trained 3 of its 3 epochs (ask for more: epochs=13)"),
 ])
@@ -112,8 +113,6 @@ def test_resume_refuses_changes_it_cannot_honour(cli, write_config, tmp_path, ar
 
 
 def test_resume_needs_training_state_and_the_same_data(cli, write_config, tmp_path):
-    from tests.helpers import people
-
     people(100).to_csv(tmp_path / "people.csv", index=False)
     config = write_config(epochs=2, data={"type": "csv", "path": "people.csv", "target": "label", "drop": ["score"]})
     cli("train", config, "--runs-dir", tmp_path / "r", "--data-dir", tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 
 import torch
@@ -25,14 +26,14 @@ def batch_order(n: int, batch_size: int, *, shuffle: bool, generator: torch.Gene
     return [order[start:start + batch_size] for start in range(0, end, batch_size)]
 
 
-class BatchPlan:
+class BatchPlan(ABC):
     """How one split is cut into batches: `batch_size` rows (None: the whole split), shuffled or in order.
 
     `Batches` (tensors on the device) and `StreamedBatches` (image files decoded by workers) share it, so both
     follow the same order rules and resume the same way.
     """
 
-    def __init__(self, n_rows: int, y: torch.Tensor, batch_size: int | None, *, shuffle: bool = False,
+    def __init__(self, n_rows: int, y: torch.Tensor, *, batch_size: int | None, shuffle: bool = False,
                  generator: torch.Generator | None = None,
                  augment: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.n_rows, self.y = n_rows, y
@@ -52,16 +53,23 @@ class BatchPlan:
         """This epoch's batches of row positions, drawn from the generator."""
         return batch_order(self.n_rows, self.batch_size, shuffle=self.shuffle, generator=self.generator)
 
+    @abstractmethod
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        raise NotImplementedError  # each kind of batches gathers its rows its own way
+        """(x, y) batches on the device, in `order()`."""
 
 
 class Batches(BatchPlan):
     """Iterate (x, y) batches sliced from tensors that live on the device."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int | None, **options):
-        super().__init__(len(x), y, batch_size, **options)
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int | None, shuffle: bool = False,
+                 generator: torch.Generator | None = None,
+                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        super().__init__(len(x), y, batch_size=batch_size, shuffle=shuffle, generator=generator, augment=augment)
         self.x = x
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for index in self.order():

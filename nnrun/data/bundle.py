@@ -62,7 +62,7 @@ class SplitTensors:
     def batches(self, batch_size: int | None, *, shuffle: bool = False, generator: torch.Generator | None = None,
                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Batches:
         """This split's (x, y) batches; `None` is the whole split as one batch."""
-        return Batches(self.x, self.y, batch_size, shuffle=shuffle, generator=generator, augment=augment)
+        return Batches(self.x, self.y, batch_size=batch_size, shuffle=shuffle, generator=generator, augment=augment)
 
 
 @dataclass

@@ -7,6 +7,7 @@ decode through these functions.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ import torch
 from nnrun.errors import UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+ImageMode = Literal["L", "RGB"]  # PIL's names: one channel (grayscale) or three
 
 
 def image_paths(root: Path) -> dict[str, list[Path]]:
@@ -34,7 +36,7 @@ def image_paths(root: Path) -> dict[str, list[Path]]:
     return classes
 
 
-def decode_one(path: Path, *, mode: str, size: tuple[int, int] | None) -> torch.Tensor:
+def decode_one(path: Path, *, mode: ImageMode, size: tuple[int, int] | None) -> torch.Tensor:
     """One image file as uint8 (channels, height, width), converted to `mode` (L or RGB), resized to `size`."""
     from PIL import Image, UnidentifiedImageError
 
@@ -49,7 +51,7 @@ def decode_one(path: Path, *, mode: str, size: tuple[int, int] | None) -> torch.
     return torch.from_numpy(array[..., None] if array.ndim == 2 else array).permute(2, 0, 1).contiguous()
 
 
-def decode_images(paths: list[Path], *, mode: str, size: tuple[int, int] | None) -> torch.Tensor:
+def decode_images(paths: list[Path], *, mode: ImageMode, size: tuple[int, int] | None) -> torch.Tensor:
     """(rows, channels, height, width) uint8 from image files, all of one size (or resized to `size`)."""
     images = [decode_one(path, mode=mode, size=size) for path in paths]
     shapes = sorted({tuple(image.shape[1:]) for image in images})
@@ -60,7 +62,7 @@ def decode_images(paths: list[Path], *, mode: str, size: tuple[int, int] | None)
     return torch.stack(images)
 
 
-def image_mode(paths: list[Path], grayscale: bool | None) -> str:
+def image_mode(paths: list[Path], grayscale: bool | None) -> ImageMode:
     """L (one channel) when asked, or when every image is grayscale; else RGB."""
     if grayscale is not None:
         return "L" if grayscale else "RGB"

@@ -10,20 +10,19 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from nnrun.data.batching import BatchPlan
-from nnrun.data.image_files import decode_one
+from nnrun.data.image_files import ImageMode, decode_one
 
 
 class ImageFiles(Dataset):
     """Image files decoded one at a time (in a worker): (uint8 (channels, height, width), position)."""
 
-    def __init__(self, paths: list[Path], *, mode: str, size: tuple[int, int]):
+    def __init__(self, paths: list[Path], *, mode: ImageMode, size: tuple[int, int]):
         self.paths, self.mode, self.size = list(paths), mode, size
 
     def __len__(self) -> int:
@@ -40,7 +39,7 @@ class ImageFileTable:
     paths: list[Path]
     target: np.ndarray  # (rows,) int64
     class_names: list[str]
-    mode: Literal["L", "RGB"]
+    mode: ImageMode
     size: tuple[int, int]  # (height, width) every image is decoded to
     row_ids: np.ndarray
     normalize: str | dict = "auto"
@@ -60,8 +59,10 @@ class ImageFileTable:
 class StreamedBatches(BatchPlan):
     """(x, y) batches of images decoded from disk by DataLoader workers, in the same order as `Batches`."""
 
-    def __init__(self, files: ImageFiles, y: torch.Tensor, batch_size: int | None, **options):
-        super().__init__(len(files), y, batch_size, **options)
+    def __init__(self, files: ImageFiles, y: torch.Tensor, *, batch_size: int | None, shuffle: bool = False,
+                 generator: torch.Generator | None = None,
+                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        super().__init__(len(files), y, batch_size=batch_size, shuffle=shuffle, generator=generator, augment=augment)
         self.files = files
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -94,4 +95,5 @@ class StreamedSplit:
 
     def batches(self, batch_size: int | None, *, shuffle: bool = False, generator: torch.Generator | None = None,
                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> StreamedBatches:
-        return StreamedBatches(self.files, self.y, batch_size, shuffle=shuffle, generator=generator, augment=augment)
+        return StreamedBatches(self.files, self.y, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                               augment=augment)
