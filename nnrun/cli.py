@@ -31,6 +31,9 @@ DataDirOption = Annotated[Path, typer.Option(
     "--data-dir", envvar="NNRUN_DATA_DIR", help="Where relative data paths resolve (else $NNRUN_DATA_DIR, else ./data).")]
 DeviceOption = Annotated[str | None, typer.Option(
     "--device", help="auto, cpu, cuda, cuda:N or mps (overrides the config's device).")]
+ThreadsOption = Annotated[str | None, typer.Option(
+    "--threads", help="CPU threads per op: auto (measured while training) or a number (overrides the config).",
+    show_default=False)]
 
 
 class Kind(str, Enum):
@@ -73,12 +76,13 @@ def train(
     data_dir: DataDirOption = Path("data"),
     name: Annotated[str | None, typer.Option("--name", help="Run name (default: the config's name).")] = None,
     device: DeviceOption = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Train a model: writes a run folder with config, metrics.csv, checkpoints, summary.json and plots."""
     with _exit_codes():
         from nnrun import commands
 
-        overrides = overrides or []
+        overrides = [*(overrides or []), *([f"threads={threads}"] if threads else [])]
         if resume is not None:
             if config is not None and "=" not in config:
                 raise UserError(f"give either a CONFIG ('{config}') or --resume, not both (resume continues the "

@@ -1,4 +1,8 @@
-"""What each CLI command does, once Typer has parsed its arguments: config in, work done, results printed."""
+"""What each CLI command does, once Typer has parsed its arguments: config in, work done, results printed.
+
+Plotting (matplotlib) and inference are imported by the commands that use them, so that no command pays for
+another's libraries at start-up.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +11,33 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.table import Table
 from rich.text import Text
 
-from nnrun.config import DATA_KEYS, Config, apply_overrides, load_yaml, validate
 from nnrun.checkpoints import load_checkpoint
-from nnrun.console import RunLog, console, confusion_table, metrics_table, model_table, per_class_table
-from nnrun.data.datasets import DATASETS
+from nnrun.config import (
+    DATA_KEYS,
+    REGISTRIES,
+    Config,
+    apply_overrides,
+    load_yaml,
+    validate,
+)
+from nnrun.console import (
+    RunLog,
+    confusion_table,
+    console,
+    metrics_table,
+    model_table,
+    per_class_table,
+)
 from nnrun.errors import Interrupted, UserError
 from nnrun.experiment import Experiment, build_experiment
-from nnrun.inference import evaluate_checkpoint, predict_file, restore
-from nnrun.losses import LOSSES
-from nnrun.models import MODELS, OUTPUT_ACTIVATIONS, summarize
-from nnrun.optimizers import OPTIMIZERS
-from nnrun.plots import compare_runs, plot_run
-from nnrun.registry import Registry
-from nnrun.report import write_report
+from nnrun.models import OUTPUT_ACTIVATIONS, summarize
 from nnrun.runs import Run, read_run
-from nnrun.schedulers import SCHEDULERS
 from nnrun.training import fit
 from nnrun.training_state import check_resumable, check_resume_overrides
 
-REGISTRIES: dict[str, Registry] = {r.kind: r for r in (DATASETS, MODELS, LOSSES, OPTIMIZERS, SCHEDULERS)}
 # Keys nnrun handles itself for every entry of a registry.
 SHARED_KEYS = {
     "datasets": f"every dataset also takes: {', '.join(DATA_KEYS)}",
@@ -112,6 +120,8 @@ def _train(exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None) -
 def evaluate(checkpoint: Path, *, split: str = "test", data: Path | None = None, data_dir: Path = Path("data"),
              as_json: bool = False, out: Path | None = None, device: str = "auto") -> dict[str, Any]:
     """`nnrun eval`: metrics of a checkpoint on its own split or other data, with predictions written to CSV."""
+    from nnrun.inference import evaluate_checkpoint, restore
+
     restored = restore(checkpoint, device=device)
     result = evaluate_checkpoint(restored, split=split, data=data, data_dir=data_dir)
     folder = Path(out).parent if out else restored.run_dir or restored.path.parent
@@ -142,7 +152,11 @@ def evaluate(checkpoint: Path, *, split: str = "test", data: Path | None = None,
 
 def predict(checkpoint: Path, input_path: Path, *, out: Path | None = None, device: str = "auto") -> Path:
     """`nnrun predict`: apply the checkpoint's preprocessing and model to new rows; write them to CSV."""
+    from nnrun.inference import predict_file, restore
+
     restored = restore(checkpoint, device=device)
+    for note in restored.notes:
+        console.print(f"[yellow]note[/] {note}", soft_wrap=True)
     predictions = predict_file(restored, Path(input_path))
     out = Path(out) if out else Path(f"{_stem(Path(input_path))}_predictions.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -163,6 +177,9 @@ def predict(checkpoint: Path, input_path: Path, *, out: Path | None = None, devi
 
 def plot(run_dirs: list[Path], *, out: Path | None = None, metrics: list[str] | None = None) -> list[Path]:
     """`nnrun plot`: redraw one run's plots and report, or compare several runs metric by metric."""
+    from nnrun.plots import compare_runs, plot_run
+    from nnrun.report import write_report
+
     if len(run_dirs) == 1:
         run = read_run(run_dirs[0])
         written, notes = plot_run(run, metrics=metrics)
@@ -183,6 +200,11 @@ def plot(run_dirs: list[Path], *, out: Path | None = None, metrics: list[str] | 
 
 def draw(run_dir: Path) -> list[str]:
     """The end of every training run: plots and report.html from the run's files; returns notes."""
+    from nnrun.plots import (
+        plot_run,  # matplotlib loads here, at the end of a run, not at start-up
+    )
+    from nnrun.report import write_report
+
     run = read_run(run_dir)
     written, notes = plot_run(run)
     if written:
@@ -213,7 +235,7 @@ def check(config_path: Path, overrides: list[str], *, data_dir: Path = Path("dat
     loss = exp.loss_fn(exp.model(x), y)
     loss.backward()
     grads = [p.grad for p in exp.model.parameters() if p.requires_grad]
-    if not torch.isfinite(loss) or any(g is None or not torch.isfinite(g).all() for g in grads):
+    if not loss.isfinite() or any(g is None or not g.isfinite().all() for g in grads):
         raise UserError(f"one training batch gave loss {loss.item()} or non-finite gradients "
                         f"(check the data for extreme values, or lower optimizer.lr)")
     console.print(f"one batch of {len(x)} rows: loss {loss.item():.4f}, gradients finite; "
@@ -257,6 +279,8 @@ def _print_header(exp: Experiment, run: Run, log: RunLog) -> None:
         log.print(f"[yellow]note[/]   {note}")
     log.print(f"model  {cfg.model.type}: {params:,} parameters; loss {cfg.loss.type}; "
               f"optimizer {cfg.optimizer.type}; device {exp.device}")
+    for note in exp.notes:
+        log.print(f"[yellow]note[/]   {note}")
 
 
 def _print_result(summary: dict[str, Any], log: RunLog) -> None:

@@ -25,6 +25,8 @@ from nnrun.models import MODELS, OUTPUT_ACTIVATIONS
 from nnrun.optimizers import OPTIMIZERS
 from nnrun.registry import Registry, format_value, unknown_key
 from nnrun.schedulers import SCHEDULERS
+from nnrun.speed import PRECISIONS, Precision
+from nnrun.threads import Threads
 
 
 class _Loader(yaml.SafeLoader):
@@ -37,7 +39,10 @@ _Loader.add_implicit_resolver(
     list("-+0123456789"),
 )
 
-TOP_LEVEL_KEYS = ["name", "seed", "device", "epochs", "batch_size", "data", "model", "loss", "optimizer",
+# The registries a config names components from, by kind (`nnrun list KIND`).
+REGISTRIES: dict[str, Registry] = {r.kind: r for r in (DATASETS, MODELS, LOSSES, OPTIMIZERS, SCHEDULERS)}
+TOP_LEVEL_KEYS = ["name", "seed", "device", "threads", "compile", "precision", "epochs", "batch_size", "data", "model",
+                  "loss", "optimizer",
                   "scheduler", "early_stopping"]
 REQUIRED_KEYS = ["data", "model", "loss", "optimizer", "epochs"]
 Mode = Literal["auto", "min", "max"]
@@ -121,10 +126,14 @@ class Config:
     optimizer: Component
     scheduler: Component | None
     early_stopping: EarlyStopping
+    threads: Threads = "auto"
+    compile: bool = False
+    precision: Precision = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain YAML-ready types, in the README's key order."""
-        return {"name": self.name, "seed": self.seed, "device": self.device, "epochs": self.epochs,
+        return {"name": self.name, "seed": self.seed, "device": self.device, "threads": self.threads,
+                "compile": self.compile, "precision": self.precision, "epochs": self.epochs,
                 "batch_size": self.batch_size, "data": self.data.to_dict(), "model": self.model.to_dict(),
                 "loss": self.loss.to_dict(), "optimizer": self.optimizer.to_dict(),
                 "scheduler": self.scheduler.to_dict() if self.scheduler else None,
@@ -219,6 +228,16 @@ def validate(raw: dict[str, Any], *, source: Path | None = None) -> Config:
     epochs = raw.get("epochs")
     if epochs is not None and (not _is_int(epochs) or epochs < 1):
         problems.append(f"epochs must be an integer >= 1, got {format_value(epochs)} (for example epochs=100)")
+    threads = raw.get("threads", "auto")
+    if threads != "auto" and (not _is_int(threads) or threads < 1):
+        problems.append(f"threads must be auto or an integer >= 1, got {format_value(threads)} (for example "
+                        f"threads=1 on a busy machine; auto measures which count is faster)")
+    compile_ = raw.get("compile", False)
+    if not isinstance(compile_, bool):
+        problems.append(f"compile must be true or false, got {format_value(compile_)} (for example compile=true)")
+    precision = raw.get("precision", "auto")
+    if precision not in PRECISIONS:
+        problems.append(_choice_problem("precision", precision, PRECISIONS))
     batch_size = raw.get("batch_size", 32)
     if batch_size != "full" and (not _is_int(batch_size) or batch_size < 1):
         problems.append(f"batch_size must be an integer >= 1 or 'full', got {format_value(batch_size)} "
@@ -235,7 +254,8 @@ def validate(raw: dict[str, Any], *, source: Path | None = None) -> Config:
 
     if problems:
         raise UserError(*problems)
-    return Config(name=name, seed=seed, device=device, epochs=epochs, batch_size=batch_size, data=data,
+    return Config(name=name, seed=seed, device=device, threads=threads, compile=compile_, precision=precision,
+                  epochs=epochs, batch_size=batch_size, data=data,
                   model=model, loss=loss, optimizer=optimizer, scheduler=scheduler, early_stopping=early_stopping)
 
 

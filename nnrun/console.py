@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 
 from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+EPOCH_LINES_PER_SECOND = 5
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
@@ -18,29 +21,50 @@ def print_error(message: str) -> None:
 
 
 class RunLog:
-    """Prints to the console and the same text, without colours, to the run's train.log."""
+    """Prints to the console and the same text, without colours, to the run's train.log.
+
+    Epoch lines are plain text written straight to train.log, every one of them. On the console they are
+    rate-limited (at most EPOCH_LINES_PER_SECOND; the last one always shows), so that thousands of tiny epochs
+    do not spend more time printing than training; a live progress bar replaces them on a terminal.
+    """
 
     def __init__(self, path: Path | None = None, *, quiet_console: bool = False):
         self.quiet_console = quiet_console  # a live progress bar shows epochs instead of one line each
         self._file = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115 - closed in close()
         self._log = Console(file=self._file, width=120, highlight=False, color_system=None) if path else None
+        self._shown_at = -math.inf  # when the console last showed an epoch line
+        self._held: str | None = None  # the newest epoch line the console has not shown
 
     def print(self, renderable: RenderableType = "", *, console_too: bool = True) -> None:
         """Show a line (rich markup allowed) or a table, and record it in train.log."""
+        self._release()
         if console_too:
             console.print(renderable, soft_wrap=isinstance(renderable, str))
         if self._log:
             self._log.print(renderable, soft_wrap=isinstance(renderable, str))
             self._file.flush()
 
-    def epoch(self, markup: str) -> None:
-        """A per-epoch line: always in train.log, on the console only when no progress bar shows it."""
-        self.print(markup, console_too=not self.quiet_console)
+    def epoch(self, text: str) -> None:
+        """A per-epoch line of plain text: always in train.log; on the console when the rate allows."""
+        if self._file:
+            self._file.write(text + "\n")
+            self._file.flush()
+        if self.quiet_console:
+            return
+        self._held = text
+        if time.monotonic() - self._shown_at >= 1 / EPOCH_LINES_PER_SECOND:
+            self._release()
 
     def close(self) -> None:
+        self._release()
         if self._file:
             self._file.close()
             self._file = self._log = None
+
+    def _release(self) -> None:
+        if self._held is not None:
+            console.print(self._held, markup=False, highlight=False, soft_wrap=True)
+            self._held, self._shown_at = None, time.monotonic()
 
 
 def model_table(summary) -> Table:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +21,7 @@ from nnrun.metrics import EPOCH_METRICS
 from nnrun.models import build_model
 from nnrun.optimizers import OPTIMIZERS
 from nnrun.schedulers import SCHEDULERS, Plan
+from nnrun.speed import Speed, Steps
 from nnrun.tasks import Task
 
 
@@ -38,6 +39,14 @@ class Experiment:
     scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None
     scheduler_interval: Literal["epoch", "step"]
     train_batches: BatchPlan
+    speed: Speed = field(default_factory=Speed)
+    steps: Steps | None = None  # the calls the loop makes, compiled when `compile: true`
+    scaler: torch.amp.GradScaler | None = None  # fp16 loss scaling
+    notes: list[str] = field(default_factory=list)  # for the run's log: settings that could not be honoured
+
+    def __post_init__(self) -> None:
+        if self.steps is None:
+            self.steps = Steps.build(self.model, self.loss_fn, self.optimizer, compile=self.speed.compile)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -75,10 +84,13 @@ def build_experiment(cfg: Config, *, data_dir: Path = Path("data")) -> Experimen
     generator = seed_everything(cfg.seed)
     data = load_data(cfg.data, seed=cfg.seed, device=device, data_dir=data_dir)
     task = _task(cfg, data, device)
+    speed, notes = Speed.resolve(compile=cfg.compile, precision=cfg.precision, device=device,
+                                 images=data.input_stats is not None)
 
     with _user_settings("model"):
         model = build_model(cfg.model.type, cfg.model.kwargs, in_shape=data.in_shape, out_features=task.out_features,
-                            output_activation=cfg.model.output_activation, input_stats=data.input_stats)
+                            output_activation=cfg.model.output_activation, input_stats=data.input_stats,
+                            channels_last=speed.channels_last)
     model = model.to(device)
     with _user_settings("loss"):
         loss_fn = LOSSES.build(cfg.loss.type, **cfg.loss.kwargs).to(device)
@@ -94,7 +106,8 @@ def build_experiment(cfg: Config, *, data_dir: Path = Path("data")) -> Experimen
         with _user_settings("scheduler"):
             scheduler = entry.fn(optimizer, plan, **cfg.scheduler.kwargs)
         interval = entry.meta["interval"]
-    return Experiment(cfg, device, data, task, model, loss_fn, optimizer, scheduler, interval, train_batches)
+    return Experiment(cfg, device, data, task, model, loss_fn, optimizer, scheduler, interval, train_batches,
+                      speed=speed, scaler=speed.grad_scaler(device), notes=notes)
 
 
 def _task(cfg: Config, data: DataBundle, device: torch.device) -> Task:

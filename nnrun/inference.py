@@ -26,6 +26,7 @@ from nnrun.evaluation import outputs, split_report
 from nnrun.experiment import resolve_device
 from nnrun.losses import LOSSES
 from nnrun.models import build_model
+from nnrun.speed import Speed
 from nnrun.tasks import Task
 
 SPLITS = ("test", "val", "train")
@@ -43,6 +44,8 @@ class Restored:
     loss_fn: nn.Module
     data: dict[str, Any]  # the checkpoint's data entry: preprocessing, class and feature names, fingerprint
     device: torch.device
+    speed: Speed = field(default_factory=Speed)  # the training run's precision and memory format, on this device
+    notes: list[str] = field(default_factory=list)
 
     @property
     def run_dir(self) -> Path | None:
@@ -80,12 +83,16 @@ def restore(path: Path, *, device: str = "auto") -> Restored:
         cfg = validate(checkpoint["config"])
         data = checkpoint["data"]
         torch_device = resolve_device(device)
+        # Compute as training did: its autocast dtype and memory format, where this device supports them.
+        trained = Speed.from_dict(checkpoint.get("speed"))
+        speed, notes = Speed.resolve(compile=False, precision=trained.precision, device=torch_device,
+                                     images=data["preprocessing"].get("images") is not None)
         task = Task.for_loss(cfg.loss.type, kind=data["task"], class_names=data["class_names"],
                              n_targets=data["n_targets"], target_scaling=data["preprocessing"].get("target"),
                              device=torch_device)
         model = build_model(cfg.model.type, cfg.model.kwargs, in_shape=tuple(data["in_shape"]),
                             out_features=task.out_features, output_activation=cfg.model.output_activation,
-                            input_stats=data["preprocessing"].get("images"))
+                            input_stats=data["preprocessing"].get("images"), channels_last=speed.channels_last)
         model.load_state_dict(checkpoint["model"])
         loss_fn = LOSSES.build(cfg.loss.type, **cfg.loss.kwargs)
         epoch = int(checkpoint["epoch"])
@@ -96,7 +103,7 @@ def restore(path: Path, *, device: str = "auto") -> Restored:
     except UserError as exc:
         raise UserError(f"checkpoint '{path}' holds a config this nnrun cannot use: {exc.problems[0]}") from None
     return Restored(path, cfg, epoch, task, model.to(torch_device).eval(), loss_fn.to(torch_device), data,
-                    torch_device)
+                    torch_device, speed=speed, notes=notes)
 
 
 def evaluate_checkpoint(restored: Restored, *, split: str = "test", data: Path | None = None,
@@ -132,10 +139,10 @@ def predict_file(restored: Restored, path: Path) -> pd.DataFrame:
     images or an IDX images file. Class names with probabilities, or values in original units."""
     if restored.images is not None:
         rows = _image_rows(restored, _existing(path, folder_ok=True), labelled=False)
-        return restored.task.predictions(outputs(restored.model, rows.x), None, rows.rows)
+        return restored.task.predictions(outputs(restored.model, rows.x, speed=restored.speed), None, rows.rows)
     frame = read_frame(_existing(path))
     x = _features(restored, frame)
-    output = outputs(restored.model, x)
+    output = outputs(restored.model, x, speed=restored.speed)
     return restored.task.predictions(output, None, frame.index.to_numpy())
 
 
@@ -183,9 +190,10 @@ def _image_rows(restored: Restored, path: Path, *, labelled: bool) -> SplitTenso
 
 def _evaluation(restored: Restored, rows: SplitTensors, *, source: str, split: str,
                 notes: list[str] | None = None) -> Evaluation:
-    report, output = split_report(restored.model, rows, loss_fn=restored.loss_fn, task=restored.task)
+    report, output = split_report(restored.model, rows, loss_fn=restored.loss_fn, task=restored.task,
+                                  speed=restored.speed)
     predictions = restored.task.predictions(output, rows.y, rows.rows)
-    return Evaluation(source, split, report, predictions, notes or [])
+    return Evaluation(source, split, report, predictions, [*restored.notes, *(notes or [])])
 
 
 def _labelled_rows(restored: Restored, frame: pd.DataFrame, name: str) -> SplitTensors:

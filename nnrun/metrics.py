@@ -6,7 +6,6 @@ import math
 import warnings
 
 import numpy as np
-from sklearn import metrics as skm
 
 # Per-epoch metrics by task; regression metrics are in the target's original units.
 EPOCH_METRICS = {"classification": ["train_accuracy", "val_accuracy"],
@@ -22,13 +21,18 @@ def resolve_mode(monitor: str, mode: str) -> str:
     return "max" if monitor in HIGHER_IS_BETTER else "min"
 
 
-def epoch_columns(task: str) -> list[str]:
-    """The columns of metrics.csv for a task, in order."""
-    return ["epoch", "lr", "train_loss", "val_loss", *EPOCH_METRICS[task], "train_seconds", "epoch_seconds"]
+def epoch_columns(task: str, *, compile: bool = False) -> list[str]:
+    """The columns of metrics.csv for a task, in order; a compiled run adds the seconds spent compiling."""
+    timings = ["train_seconds", "epoch_seconds", *(["compile_seconds"] if compile else [])]
+    return ["epoch", "lr", "train_loss", "val_loss", *EPOCH_METRICS[task], *timings]
 
 
 def classification_report(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> dict:
     """Accuracy, balanced accuracy, macro and per-class precision/recall/F1, confusion matrix (+ ROC AUC if binary)."""
+    from sklearn import (
+        metrics as skm,  # here, not at the top: loading it costs a start-up that few commands need
+    )
+
     labels = list(range(len(class_names)))
     y_pred = proba.argmax(axis=1)
     precision, recall, f1, support = skm.precision_recall_fscore_support(
@@ -77,6 +81,8 @@ def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float
 def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Mean recall over the classes present in y_true; scikit-learn warns about predicted classes absent from
     y_true and leaves them out, which is what a small test split needs."""
+    from sklearn import metrics as skm
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
         return float(skm.balanced_accuracy_score(y_true, y_pred))

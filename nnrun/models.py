@@ -158,24 +158,30 @@ def resnet34(in_shape: tuple[int, ...], out_features: int, /, *, small_input: bo
 class Standardize(nn.Module):
     """The first layer of an image model: uint8 pixels to floats in [0, 1], then per-channel (x - mean) / std."""
 
-    def __init__(self, mean: list[float], std: list[float]):
+    def __init__(self, mean: list[float], std: list[float], *, channels_last: bool = False):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.channels_last = channels_last  # hand the convolutions NHWC floats: faster on CUDA tensor cores
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, channels, height, width) uint8
-        return (x.float() / 255 - self.mean) / self.std
+        x = (x.float() / 255 - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
 def build_model(name: str, kwargs: dict, *, in_shape: tuple[int, ...], out_features: int,
-                output_activation: str = "none", input_stats: dict | None = None) -> nn.Module:
-    """Build a registered model, with `Standardize` in front for images and the output activation at the end."""
+                output_activation: str = "none", input_stats: dict | None = None,
+                channels_last: bool = False) -> nn.Module:
+    """Build a registered model, with `Standardize` in front for images and the output activation at the end;
+    `channels_last` (image models on CUDA) stores the weights and activations NHWC."""
     model = MODELS.build(name, tuple(in_shape), out_features, **kwargs)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if input_stats is None and output_activation == "none":
         return model
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     if input_stats is not None:
-        layers["standardize"] = Standardize(input_stats["mean"], input_stats["std"])
+        layers["standardize"] = Standardize(input_stats["mean"], input_stats["std"], channels_last=channels_last)
     if isinstance(model, nn.Sequential):
         layers.update(model.named_children())
     else:

@@ -7,6 +7,7 @@ Figures are built with matplotlib's object API on the Agg canvas: headless, no w
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,23 +32,21 @@ def plot_run(run: RunFiles, *, metrics: list[str] | None = None) -> tuple[list[P
         return [], [*notes, f"'{run.root}' has no finished epoch in metrics.csv yet, so there is nothing to plot"]
     out = Run(run.root).plots_dir
     out.mkdir(exist_ok=True)
-    figures = {"loss.png": loss_figure(run)}
+    figures: list[tuple[str, Callable[[], Figure]]] = [("loss.png", lambda: loss_figure(run))]
     panels = metric_panels(run, metrics)
     if panels:
-        figures["metrics.png"] = metrics_figure(run, panels)
-    figures["lr.png"] = lr_figure(run)
+        figures.append(("metrics.png", lambda: metrics_figure(run, panels)))
+    figures.append(("lr.png", lambda: lr_figure(run)))
     if run.predictions is None:
         notes.append("no predictions.csv (written when training ends, or by nnrun eval), so no "
                       + ("confusion matrix" if run.task == "classification" else "predictions plot"))
     elif run.task == "classification":
-        figures["confusion_matrix.png"] = confusion_figure(run)
+        figures.append(("confusion_matrix.png", lambda: confusion_figure(run)))
     else:
-        figures["predictions.png"] = predictions_figure(run)
-    written = []
-    for name, fig in figures.items():
-        save(fig, out / name)
-        written.append(out / name)
-    return written, notes
+        figures.append(("predictions.png", lambda: predictions_figure(run)))
+    for name, figure in figures:
+        save(figure(), out / name)
+    return [out / name for name, _ in figures], notes
 
 
 def compare_runs(run_dirs: list[Path], out: Path | None = None, *,

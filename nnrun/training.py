@@ -14,21 +14,32 @@ from contextlib import contextmanager
 from typing import Any, Literal, NamedTuple
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from torch import nn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from nnrun.checkpoints import save_checkpoint, versions
 from nnrun.config import EarlyStopping
 from nnrun.console import RunLog, console
-from nnrun.data.batching import BatchPlan
 from nnrun.errors import Interrupted
 from nnrun.evaluation import evaluate, split_report
 from nnrun.experiment import Experiment
 from nnrun.metrics import EPOCH_METRICS, epoch_columns
 from nnrun.runs import MetricsWriter, Run
 from nnrun.schedulers import step_after_epoch
-from nnrun.tasks import Task
-from nnrun.training_state import LoopState, best_checkpoint, clone, last_checkpoint, restore_training_state
+from nnrun.speed import CompileClock, Steps, is_compile_failure
+from nnrun.threads import ThreadPolicy
+from nnrun.training_state import (
+    LoopState,
+    best_checkpoint,
+    last_checkpoint,
+    restore_training_state,
+    snapshot,
+)
 
 CHECKPOINT_INTERVAL = 10.0  # seconds between checkpoint writes; a run's end and an interrupt always write
 
@@ -40,29 +51,62 @@ class Stop(NamedTuple):
     detail: str
 
 
-def train_one_epoch(model: nn.Module, batches: BatchPlan, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
-                    *, task: Task, step_scheduler: Any = None) -> tuple[float, float | None]:
+def train_one_epoch(exp: Experiment, *, threads: ThreadPolicy | None = None,
+                    log: RunLog | None = None) -> tuple[float, float | None]:
     """One pass over the training batches: (mean loss, accuracy for classification or None)."""
-    model.train()
-    device = batches.device
-    total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    seen = 0
-    for x, y in batches:
-        output = model(x)  # (batch, outputs)
-        loss = loss_fn(output, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    task = exp.task
+    step_scheduler = exp.scheduler if exp.scheduler_interval == "step" else None
+    exp.model.train()
+    losses, sizes, outputs, targets = [], [], [], []
+    # threads: auto times each step to compare thread counts
+    for x, y in threads.timed(exp.train_batches) if threads else exp.train_batches:
+        output, loss = train_step(exp, x, y, log=log)
         if step_scheduler is not None:
             step_scheduler.step()
-        # Accumulate on the device: one host sync per epoch, not per batch.
-        total_loss += loss.detach() * len(x)
+        # Keep each batch's results on the device and reduce them once: no host sync and no extra ops per batch.
+        losses.append(loss.detach())
+        sizes.append(len(x))
         if task.kind == "classification":
-            correct += task.correct(output.detach(), y)
-        seen += len(x)
-    accuracy = correct.item() / seen if task.kind == "classification" else None
-    return (total_loss / seen).item(), accuracy
+            outputs.append(output.detach())
+            targets.append(y)
+    weights = torch.tensor(sizes, dtype=torch.float32, device=exp.device)
+    mean_loss = (torch.stack(losses).float() @ weights / weights.sum()).item()
+    if task.kind == "classification":
+        return mean_loss, task.correct(torch.cat(outputs), torch.cat(targets)).item() / sum(sizes)
+    return mean_loss, None
+
+
+def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, *, log: RunLog | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward, backward and one optimizer step on a batch: (outputs, loss).
+
+    With `compile: true`, a compiler failure switches the run to eager mode, with one line, and retries the
+    batch; nothing has been updated yet when compiling fails.
+    """
+    try:
+        return _step(exp, x, y)
+    except Exception as exc:
+        if not (exp.steps.compiled and is_compile_failure(exc)):
+            raise
+        exp.steps = Steps.build(exp.model, exp.loss_fn, exp.optimizer, compile=False)
+        reason = str(exc).strip().split("\n")[0][:160] or type(exc).__name__
+        if log is not None:
+            log.print(f"[yellow]note[/]   compile: true failed ({reason}), so this run trains in eager mode")
+        return _step(exp, x, y)
+
+
+def _step(exp: Experiment, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    with exp.speed.autocast(exp.device):
+        output, loss = exp.steps.forward_loss(x, y)  # (batch, outputs), ()
+    exp.optimizer.zero_grad(set_to_none=True)
+    if exp.scaler is None:
+        loss.backward()
+        exp.steps.optimizer_step()
+    else:  # fp16: scale the loss so that small gradients do not underflow
+        exp.scaler.scale(loss).backward()
+        exp.scaler.step(exp.optimizer)
+        exp.scaler.update()
+    return output, loss
 
 
 def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -73,21 +117,23 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
     cfg, task, stopping = exp.config, exp.task, exp.config.early_stopping
     state, best_weights = restore_training_state(exp, resume) if resume else (LoopState(), None)
     # On resume, metrics.csv is rewritten from the checkpoint, so no epoch is missing or repeated.
-    metrics = MetricsWriter(run.metrics_path, epoch_columns(task.kind), rows=state.history if resume else None)
-    step_scheduler = exp.scheduler if exp.scheduler_interval == "step" else None
+    metrics = MetricsWriter(run.metrics_path, epoch_columns(task.kind, compile=exp.speed.compile),
+                            rows=state.history if resume else None)
+    threads = ThreadPolicy(cfg.threads, device=exp.device, say=log.print)
+    compiling = CompileClock(exp.speed.compile)
     saver = _CheckpointSaver(run, state.history)
     stop = Stop("completed", f"ran all {cfg.epochs} epochs")
     started = time.perf_counter()
 
-    with _progress(cfg.epochs, state.epoch, enabled=log.quiet_console) as bar, _InterruptGuard() as guard:
+    with _progress(cfg.epochs, state.epoch, enabled=log.quiet_console) as bar, _InterruptGuard() as guard, compiling:
         try:
             for epoch in range(state.epoch + 1, cfg.epochs + 1):
                 epoch_start = time.perf_counter()
                 lr = exp.optimizer.param_groups[0]["lr"]
-                train_loss, train_accuracy = train_one_epoch(exp.model, exp.train_batches, exp.loss_fn,
-                                                             exp.optimizer, task=task, step_scheduler=step_scheduler)
+                train_loss, train_accuracy = train_one_epoch(exp, threads=threads, log=log)
                 train_seconds = time.perf_counter() - epoch_start
-                val_loss, val_output = evaluate(exp.model, exp.data.val, loss_fn=exp.loss_fn)
+                val_loss, val_output = evaluate(exp.model, exp.data.val, loss_fn=exp.loss_fn,
+                                                forward=exp.steps.eval_forward, speed=exp.speed)
                 if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
                     # The weights have diverged: record nothing from this epoch, keep the checkpoints of the last one.
                     stop = _diverged(train_loss, val_loss, epoch=epoch, last_good=state.epoch)
@@ -95,12 +141,13 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
                 row = _metrics_row(exp, val_output, epoch=epoch, lr=lr, train_loss=train_loss,
                                    train_accuracy=train_accuracy, val_loss=val_loss)
                 row.update(train_seconds=train_seconds, epoch_seconds=time.perf_counter() - epoch_start)
+                row.update({"compile_seconds": compiling.take()} if exp.speed.compile else {})  # within epoch_seconds
 
                 # An interrupt waits for this block, so metrics.csv, the loop state and last.pth always agree.
                 with guard.deferred():
                     metrics.write(row)
                     if state.record(row, stopping):
-                        best_weights = clone(exp.model.state_dict())
+                        best_weights = snapshot(exp.model.state_dict())
                     if exp.scheduler is not None and exp.scheduler_interval == "epoch":
                         step_after_epoch(exp.scheduler, row[stopping.monitor])
                     # checkpoint after the scheduler step, so that resuming continues with the next epoch's lr
@@ -123,9 +170,10 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
     test = None
     if best_weights is not None and stop.reason != "interrupted" and exp.data.test is not None:
         exp.model.load_state_dict(best_weights)
-        test, output = split_report(exp.model, exp.data.test, loss_fn=exp.loss_fn, task=task)
+        test, output = split_report(exp.model, exp.data.test, loss_fn=exp.loss_fn, task=task, speed=exp.speed)
         task.predictions(output, exp.data.test.y, exp.data.test.rows).to_csv(run.predictions_path, index=False)
-    summary = _summary(exp, run, state, stop=stop, test=test, seconds=time.perf_counter() - started)
+    summary = _summary(exp, run, state, stop=stop, test=test, threads=threads,
+                       seconds={"total": time.perf_counter() - started, "compile": compiling.total})
     run.summary_path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n", encoding="utf-8")
     if stop.reason == "interrupted":
         raise Interrupted(stop.detail)
@@ -189,7 +237,7 @@ class _CheckpointSaver:
 
 
 def _summary(exp: Experiment, run: Run, state: LoopState, *, stop: Stop, test: dict[str, Any] | None,
-             seconds: float) -> dict[str, Any]:
+             threads: ThreadPolicy, seconds: dict[str, float]) -> dict[str, Any]:
     cfg = exp.config
     by_epoch = {row["epoch"]: row for row in state.history}
     metric_names = ["loss", *[m.removeprefix("val_") for m in EPOCH_METRICS[exp.task.kind] if m.startswith("val_")]]
@@ -214,7 +262,9 @@ def _summary(exp: Experiment, run: Run, state: LoopState, *, stop: Stop, test: d
         "rows": {name: len(split) for name, split in exp.data.splits.items()},
         "parameters": sum(p.numel() for p in exp.model.parameters()),
         "device": str(exp.device),
-        "seconds": {"total": seconds, "train": sum(r["train_seconds"] for r in state.history)},
+        "speed": exp.speed.to_dict(),
+        "seconds": {**seconds, "train": sum(r["train_seconds"] for r in state.history)},
+        "threads": threads.summary(),
         "notes": exp.data.notes,
         "versions": versions(),
     }

@@ -22,8 +22,7 @@ def test_loss_falls_over_a_few_epochs(name):
     from nnrun.training import train_one_epoch
 
     exp = experiment(data={"type": data_for(name)}, loss=name, optimizer={"type": "adam", "lr": 0.01})
-    losses = [train_one_epoch(exp.model, exp.train_batches, exp.loss_fn, exp.optimizer, task=exp.task)[0]
-              for _ in range(15)]
+    losses = [train_one_epoch(exp)[0] for _ in range(15)]
     assert losses[-1] < losses[0]
 
 

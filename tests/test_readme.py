@@ -2,8 +2,13 @@
 
 import re
 
-from nnrun.commands import REGISTRIES
-from nnrun.config import DATA_KEYS, EARLY_STOPPING_KEYS, MODEL_KEYS, TOP_LEVEL_KEYS
+from nnrun.config import (
+    DATA_KEYS,
+    EARLY_STOPPING_KEYS,
+    MODEL_KEYS,
+    REGISTRIES,
+    TOP_LEVEL_KEYS,
+)
 from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text()

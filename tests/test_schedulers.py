@@ -9,11 +9,10 @@ from tests.helpers import experiment
 def lrs_over(exp, epochs: int) -> list[float]:
     """The lr used in each epoch, stepping the scheduler as the loop does."""
     seen = []
-    step = exp.scheduler if exp.scheduler_interval == "step" else None
     for _ in range(epochs):
         seen.append(exp.optimizer.param_groups[0]["lr"])
-        train_one_epoch(exp.model, exp.train_batches, exp.loss_fn, exp.optimizer, task=exp.task, step_scheduler=step)
-        if step is None:
+        train_one_epoch(exp)
+        if exp.scheduler_interval == "epoch":
             step_after_epoch(exp.scheduler, 1.0)  # a metric that never improves
     return seen
 

@@ -12,15 +12,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nnrun.data.datasets import DATASETS, DataContext
 from nnrun.data.batching import Batches
+from nnrun.data.datasets import DATASETS, DataContext
 from nnrun.data.images import Augment, ImageTable, channel_stats
-from nnrun.data.streaming import ImageFileTable, StreamedSplit
 from nnrun.data.preprocessing import FeaturePreprocessor, TargetScaler
 from nnrun.data.splits import Split, split_indices
+from nnrun.data.streaming import ImageFileTable, StreamedSplit
 from nnrun.data.tables import Table
 from nnrun.errors import UserError
-
 
 STATS_SAMPLE = 2000  # training images decoded to estimate a streamed folder's normalization statistics
 Scale = Literal["standard", "minmax", "none"]

@@ -14,7 +14,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from sklearn import datasets as skd
 
 from nnrun.data import images
 from nnrun.data.csv_table import csv_table, read_frame, resolve_path
@@ -32,8 +31,12 @@ class DataContext:
     data_dir: Path = Path("data")
 
 
-def _bundled(loader, task: str) -> Table:
-    bunch = loader(as_frame=True)
+def _bundled(loader: str, task: str) -> Table:
+    from sklearn import (
+        datasets as skd,  # loaded when a scikit-learn dataset is built, not at start-up
+    )
+
+    bunch = getattr(skd, loader)(as_frame=True)
     class_names = [str(n) for n in bunch.target_names] if task == "classification" else None
     return Table(bunch.data, bunch.target.to_numpy(), task, class_names)
 
@@ -41,37 +44,39 @@ def _bundled(loader, task: str) -> Table:
 @DATASETS.register("iris", task="classification")
 def iris(ctx: DataContext, /) -> Table:
     """Fisher's iris: 150 flowers, 4 measurements, 3 species."""
-    return _bundled(skd.load_iris, "classification")
+    return _bundled("load_iris", "classification")
 
 
 @DATASETS.register("breast_cancer", task="classification")
 def breast_cancer(ctx: DataContext, /) -> Table:
     """Wisconsin breast cancer: 569 tumours, 30 features, malignant or benign."""
-    return _bundled(skd.load_breast_cancer, "classification")
+    return _bundled("load_breast_cancer", "classification")
 
 
 @DATASETS.register("wine", task="classification")
 def wine(ctx: DataContext, /) -> Table:
     """Wine recognition: 178 wines, 13 chemical features, 3 cultivars."""
-    return _bundled(skd.load_wine, "classification")
+    return _bundled("load_wine", "classification")
 
 
 @DATASETS.register("digits", task="classification")
 def digits(ctx: DataContext, /) -> Table:
     """Handwritten digits: 1,797 images of 8x8 pixels as 64 features, 10 classes."""
-    return _bundled(skd.load_digits, "classification")
+    return _bundled("load_digits", "classification")
 
 
 @DATASETS.register("diabetes", task="regression")
 def diabetes(ctx: DataContext, /) -> Table:
     """Diabetes progression: 442 patients, 10 features, a disease score one year later."""
-    return _bundled(skd.load_diabetes, "regression")
+    return _bundled("load_diabetes", "regression")
 
 
 @DATASETS.register("make_regression", task="regression")
 def make_regression(ctx: DataContext, /, *, n_samples: int = 100, n_features: int = 1,
                     n_informative: int | None = None, noise: float = 20.0, bias: float = 0.0, seed: int = 0) -> Table:
     """Random linear regression problem (sklearn make_regression) with Gaussian noise of std `noise`."""
+    from sklearn import datasets as skd
+
     x, y = skd.make_regression(n_samples=n_samples, n_features=n_features, noise=noise, bias=bias,
                                n_informative=n_informative or n_features, random_state=seed)
     return Table(_frame(x), y, "regression")
@@ -81,6 +86,8 @@ def make_regression(ctx: DataContext, /, *, n_samples: int = 100, n_features: in
 def make_classification(ctx: DataContext, /, *, n_samples: int = 200, n_features: int = 4, n_informative: int = 2,
                         n_classes: int = 2, class_sep: float = 1.0, noise: float = 0.01, seed: int = 0) -> Table:
     """Random classification problem (sklearn make_classification); `noise` is the fraction of flipped labels."""
+    from sklearn import datasets as skd
+
     x, y = skd.make_classification(n_samples=n_samples, n_features=n_features, n_informative=n_informative,
                                    n_redundant=0, n_classes=n_classes, class_sep=class_sep, flip_y=noise,
                                    random_state=seed)
@@ -90,6 +97,8 @@ def make_classification(ctx: DataContext, /, *, n_samples: int = 200, n_features
 @DATASETS.register("moons", task="classification")
 def moons(ctx: DataContext, /, *, n_samples: int = 200, noise: float = 0.1, seed: int = 0) -> Table:
     """Two interleaving half circles in 2-D: a small non-linear binary problem."""
+    from sklearn import datasets as skd
+
     x, y = skd.make_moons(n_samples=n_samples, noise=noise, random_state=seed)
     return Table(_frame(x), y, "classification", ["moon_0", "moon_1"])
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,10 @@ def split_indices(n_rows: int, *, val: float, test: float, seed: int,
 
 
 def _split(rows: np.ndarray, val: float, test: float, seed: int, stratify: np.ndarray | None) -> dict[str, np.ndarray]:
+    from sklearn.model_selection import (
+        train_test_split,  # loaded when a split is made, not at start-up
+    )
+
     rest, test_rows = (rows, rows[:0]) if test == 0 else train_test_split(
         rows, test_size=test, random_state=seed, stratify=stratify)
     strat_rest = None if stratify is None else stratify[rest]
