@@ -33,7 +33,7 @@ from bench.worker import TASKS  # noqa: E402 - after the path is set
 # Epochs per task: enough that the median after the warm-up epoch is stable, (full, quick).
 EPOCHS = {"tiny": (40, 12), "medium": (8, 3), "wide": (5, 3), "images": (5, 4)}
 ROUNDS = (3, 1)
-PROCESS_RUNS = (5, 3)
+PROCESS_RUNS = (5, 2)
 IMAGES = (4000, 512)  # training images of the image task
 WIDE_ROWS = (60000, 10000)  # training rows of the wide task
 
@@ -64,7 +64,13 @@ def whole_process(runs: int, workdir: Path) -> dict:
             started = time.perf_counter()
             subprocess.run(command, capture_output=True, cwd=workdir, check=True)
             times[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in times.items()} | {"all": times}
+    help_times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "nnrun", "--help"], capture_output=True, cwd=workdir, check=True)
+        help_times.append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()} | {
+        "help": statistics.median(help_times), "all": times}
 
 
 class Competitor:
@@ -169,7 +175,8 @@ def tables(results: dict, *, quick: bool, cores: int) -> str:
             lines += ["", f"Whole process, `nnrun train configs/iris_mlp.yaml early_stopping.patience=null` (200 "
                           f"epochs, plots and report included) against `bench/plain_iris.py` (the same job, no "
                           f"plots), median of {len(p['all']['nnrun'])} interleaved runs: nnrun {p['nnrun']:.2f} s, "
-                          f"plain script {p['plain']:.2f} s, **ratio {p['nnrun'] / p['plain']:.2f}**."]
+                          f"plain script {p['plain']:.2f} s, **ratio {p['nnrun'] / p['plain']:.2f}**. "
+                          f"`nnrun --help`: {p['help']:.2f} s."]
         lines.append("")
     return "\n".join(lines)
 
