@@ -1,3 +1,3 @@
-from nnrun.cli import app
+from nnrun.cli import main
 
-app(prog_name="nnrun")
+main()

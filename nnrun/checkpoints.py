@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickletools
 import platform
@@ -34,12 +35,19 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write `state` to `path` atomically: a temp file in the same folder, fsync, then rename over it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Serialize in memory first: torch.save's own file writer reports a full disk as a bare RuntimeError, while
+    # a plain write raises OSError(ENOSPC) with the file's name.
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, buffer)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as file:
-            torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, file)
-            file.flush()
-            os.fsync(file.fileno())
+            try:
+                file.write(buffer.getbuffer())
+                file.flush()
+                os.fsync(file.fileno())
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -5,14 +5,15 @@ Nothing here imports torch at module level, so `nnrun --help` answers at once.
 
 from __future__ import annotations
 
+import signal
+import sys
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from nnrun.errors import Interrupted, UserError
+from nnrun.errors import Interrupted, UserError, write_problem
 
 app = typer.Typer(
     name="nnrun",
@@ -36,18 +37,11 @@ ThreadsOption = Annotated[str | None, typer.Option(
     show_default=False)]
 
 
-class Kind(str, Enum):
-    datasets = "datasets"
-    models = "models"
-    losses = "losses"
-    optimizers = "optimizers"
-    schedulers = "schedulers"
-
-
 @contextmanager
 def _exit_codes():
-    """User errors: one red line each, exit 2. Ctrl-C or SIGTERM: exit 130. Bugs keep their traceback."""
-    from nnrun.console import print_error
+    """User errors (a failed write included): one red line each, exit 2. Ctrl-C or SIGTERM: a calm note, exit 130.
+    Bugs keep their traceback."""
+    from nnrun.console import print_error, print_note
 
     try:
         yield
@@ -55,11 +49,17 @@ def _exit_codes():
         for problem in exc.problems:
             print_error(problem)
         raise typer.Exit(2) from None
+    except OSError as exc:
+        problem = write_problem(exc)
+        if problem is None:
+            raise
+        print_error(problem.problems[0])
+        raise typer.Exit(2) from None
     except Interrupted as exc:
-        print_error(str(exc))
+        print_note(str(exc))
         raise typer.Exit(130) from None
     except KeyboardInterrupt:
-        print_error("interrupted before training started (nothing was written)")
+        print_note("interrupted before training started (nothing was written)")
         raise typer.Exit(130) from None
 
 
@@ -161,13 +161,54 @@ def plot(
 
 
 @app.command("list")
-def list_(kind: Annotated[Kind | None, typer.Argument(help="Which registry to list (default: all).")] = None) -> None:
+def list_(kind: Annotated[str | None, typer.Argument(
+        help="Which registry to list: datasets, models, losses, optimizers or schedulers (default: all).",
+        show_default=False)] = None) -> None:
     """List registered datasets, models, losses, optimizers and schedulers with their parameters."""
     with _exit_codes():
         from nnrun import commands
 
-        commands.list_components(kind.value if kind else None)
+        commands.list_components(kind)
 
 
 def main() -> None:
-    app(prog_name="nnrun")
+    # SIGTERM (kill, a scheduler's timeout) is handled like Ctrl-C from the first line on, so that it never ends
+    # a command silently; during training, the loop's own handler takes over and saves the last finished epoch.
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        code = app(prog_name="nnrun", standalone_mode=False)
+    except typer.Abort:
+        from nnrun.console import print_note
+
+        print_note("interrupted before training started (nothing was written)")
+        code = 130
+    except typer.TyperException as exc:  # a usage error: say it as Typer does, unless it is a setting typed as --option
+        code = _setting_as_option(getattr(exc, "option_name", None) or "")
+        if code is None:
+            exc.show()
+            code = exc.exit_code
+    sys.exit(code or 0)
+
+
+def _setting_as_option(option: str) -> int | None:
+    """`--epochs 5`: point to `epochs=5` when an unknown option names a config key; else None."""
+    key = option.lstrip("-").split("=")[0].replace("-", "_")
+    if not option.startswith("--") or not key:
+        return None
+    from nnrun.config import TOP_LEVEL_KEYS  # only on this error path: it loads torch
+    from nnrun.console import print_error
+
+    if key.split(".")[0] not in TOP_LEVEL_KEYS:
+        return None
+    given = next((arg.split("=", 1)[1] for arg in sys.argv if arg.startswith(f"{option}=")), None)
+    if given is None and option in sys.argv[:-1]:
+        following = sys.argv[sys.argv.index(option) + 1]
+        given = None if following.startswith("-") else following
+    example = f"{key}={given if given is not None else 'VALUE'}"
+    print_error(f"no such option: {option.split('=')[0]} (settings are key=value overrides, not options: write "
+                f"{example})")
+    return 2
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt

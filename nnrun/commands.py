@@ -27,14 +27,15 @@ from nnrun.console import (
     RunLog,
     confusion_table,
     console,
+    format_number,
     metrics_table,
     model_table,
     per_class_table,
 )
-from nnrun.errors import Interrupted, UserError
+from nnrun.errors import Interrupted, UserError, unknown_name, write_problem
 from nnrun.experiment import Experiment, build_experiment
 from nnrun.models import OUTPUT_ACTIVATIONS, summarize
-from nnrun.runs import Run, read_run
+from nnrun.runs import Run, check_runs_dir, read_run
 from nnrun.training import fit
 from nnrun.training_state import check_resumable, check_resume_overrides
 
@@ -58,7 +59,8 @@ def train(config_path: Path, overrides: list[str], *, runs_dir: Path, data_dir: 
           name: str | None = None, device: str | None = None) -> dict[str, Any]:
     """`nnrun train`: validate, build, create the run folder, fit, test, plot; returns the summary."""
     cfg = load_config(config_path, overrides, name=name, device=device)
-    exp = build_experiment(cfg, data_dir=data_dir)  # every config and data problem surfaces here, before a folder exists
+    check_runs_dir(runs_dir)
+    exp = build_experiment(cfg, data_dir=data_dir)  # every config and data problem surfaces here, before a run folder
     run = Run.create(runs_dir, cfg.name)
     return _train(exp, run)
 
@@ -75,7 +77,7 @@ def resume(target: Path, overrides: list[str], *, runs_dir: Path, data_dir: Path
                         f"checkpoints/last.pth)")
     check_resume_overrides(overrides)
     raw = apply_overrides(checkpoint["config"], [*overrides, *([f"device={device}"] if device else [])])
-    cfg = validate(raw)
+    cfg = validate(raw, config_dir=checkpoint["data"].get("config_dir"))
     check_resumable(checkpoint, cfg)
     exp = build_experiment(cfg, data_dir=data_dir)
     trained_on = checkpoint["data"].get("fingerprint")
@@ -93,12 +95,21 @@ def resume(target: Path, overrides: list[str], *, runs_dir: Path, data_dir: Path
 
 
 def _train(exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None) -> dict[str, Any]:
-    run.config_path.write_text(exp.config.to_yaml(), encoding="utf-8")
-    log = RunLog(run.log_path, quiet_console=console.is_terminal)
     try:
-        _print_header(exp, run, log)
-        if resume:
-            log.print(f"resuming after epoch {resume['epoch']} of {exp.config.epochs}")
+        run.config_path.write_text(exp.config.to_yaml(), encoding="utf-8")
+        log = RunLog(run.log_path, quiet_console=console.is_terminal)
+    except OSError as exc:
+        raise write_problem(exc, then="start the run again") or exc from None
+    try:
+        try:
+            _print_header(exp, run, log)
+            if resume:
+                log.print(f"resuming after epoch {resume['epoch']} of {exp.config.epochs}")
+        except KeyboardInterrupt:
+            if not resume:  # a new folder with nothing in it yet but the config: leave no trace
+                log.close()
+                shutil.rmtree(run.root, ignore_errors=True)
+            raise
         try:
             summary = fit(exp, run, log, resume=resume)
         except Interrupted as exc:
@@ -107,11 +118,25 @@ def _train(exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None) -
                        f"(continue with: nnrun train --resume {run.root})")
             log.print(f"interrupted: {message}", console_too=False)
             raise Interrupted(message) from None
-        for note in draw(run.root):
-            log.print(f"[yellow]note[/]   {note}")
+        except OSError as exc:  # a full disk or a folder gone read-only: the checkpoints before it stay good
+            raise write_problem(exc, then=run.resume_hint()) or exc from None
+        try:
+            for note in draw(run.root):
+                log.print(f"[yellow]note[/]   {note}")
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted while drawing the plots; training finished and its results are saved in "
+                              f"{run.root} (redraw the plots with: nnrun plot {run.root})") from None
+        except OSError as exc:
+            then = f"redraw them with: nnrun plot {run.root}"
+            problem = write_problem(exc, then=then)
+            raise UserError(f"training finished ({summary['stop_reason']}) and its results are saved, but the plots "
+                            f"could not be written: {problem.problems[0]}" if problem else exc) from None
         _print_result(summary, log)
     finally:
-        log.close()
+        try:
+            log.close()
+        except OSError:
+            pass  # train.log could not be flushed (the disk is full); the error above says what to do
     if summary["stop_reason"] == "non_finite_loss":
         raise UserError(summary["stop_detail"])
     return summary
@@ -157,7 +182,9 @@ def predict(checkpoint: Path, input_path: Path, *, out: Path | None = None, devi
     restored = restore(checkpoint, device=device)
     for note in restored.notes:
         console.print(f"[yellow]note[/] {note}", soft_wrap=True)
-    predictions = predict_file(restored, Path(input_path))
+    predictions, notes = predict_file(restored, Path(input_path))
+    for note in notes:
+        console.print(f"[yellow]note[/] {note}", soft_wrap=True)
     out = Path(out) if out else Path(f"{_stem(Path(input_path))}_predictions.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     predictions.to_csv(out, index=False)
@@ -169,7 +196,7 @@ def predict(checkpoint: Path, input_path: Path, *, out: Path | None = None, devi
     for column in shown.columns:
         preview.add_column(column, justify="right", overflow="fold")
     for _, row in shown.iterrows():
-        preview.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+        preview.add_row(*[format_number(v) if isinstance(v, float) else str(v) for v in row])
     console.print(preview)
     console.print(f"{len(predictions)} predictions written to {out}", soft_wrap=True)
     return out
@@ -227,7 +254,7 @@ def check(config_path: Path, overrides: list[str], *, data_dir: Path = Path("dat
     exp = build_experiment(cfg, data_dir=data_dir)
     console.print(f"[green]config ok[/]: {config_path}")
     console.print(_data_table(exp))
-    for note in exp.data.notes:
+    for note in [*exp.data.notes, *exp.notes]:
         console.print(f"[yellow]note[/]   {note}", soft_wrap=True)
     x, y = next(iter(exp.train_batches))
     console.print(model_table(summarize(exp.model, x)))
@@ -238,12 +265,16 @@ def check(config_path: Path, overrides: list[str], *, data_dir: Path = Path("dat
     if not loss.isfinite() or any(g is None or not g.isfinite().all() for g in grads):
         raise UserError(f"one training batch gave loss {loss.item()} or non-finite gradients "
                         f"(check the data for extreme values, or lower optimizer.lr)")
-    console.print(f"one batch of {len(x)} rows: loss {loss.item():.4f}, gradients finite; "
+    console.print(f"one batch of {len(x)} rows: loss {format_number(loss.item())}, gradients finite; "
                   f"device {exp.device}; nothing was written")
 
 
 def list_components(kind: str | None) -> None:
     """`nnrun list`: registered names with their parameters, defaults and descriptions."""
+    singular = {registry.singular: name for name, registry in REGISTRIES.items()}
+    kind = singular.get(kind, kind)  # `nnrun list model` means models
+    if kind is not None and kind not in REGISTRIES:
+        raise UserError(unknown_name("kind", kind, REGISTRIES))
     kinds = [kind] if kind else list(REGISTRIES)
     for name in kinds:
         table = Table(title=name, title_justify="left", caption=SHARED_KEYS.get(name), caption_justify="left")
@@ -288,7 +319,10 @@ def _print_result(summary: dict[str, Any], log: RunLog) -> None:
     style = "red" if failed else "green"
     log.print(f"[{style}]{summary['stop_reason']}[/]: {summary['stop_detail']}", console_too=not failed)
     if summary["best_epoch"]:
-        log.print(f"best epoch {summary['best_epoch']} ({summary['monitor']} {summary['best_value']:.6g})")
+        log.print(f"best epoch {summary['best_epoch']} ({summary['monitor']} {format_number(summary['best_value'])})")
     if summary["test"]:
         log.print(metrics_table(f"test ({summary['rows']['test']} rows)", summary["test"]))
-    log.print(f"run folder: {summary['run_dir']}")
+    report = Path(summary["run_dir"]) / "report.html"
+    took = summary["seconds"]["total"]
+    log.print(f"done in {took:.1f} s; run folder {summary['run_dir']}" +
+              (f"; open {report} for the plots and the summary" if report.is_file() else ""))

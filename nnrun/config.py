@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -23,7 +23,7 @@ from nnrun.losses import LOSSES, output_activation_problem, resolve_output_activ
 from nnrun.metrics import MONITORABLE, resolve_mode
 from nnrun.models import MODELS, OUTPUT_ACTIVATIONS
 from nnrun.optimizers import OPTIMIZERS
-from nnrun.registry import Registry, format_value, unknown_key
+from nnrun.registry import Registry, Seed, check_value, format_value, unknown_key
 from nnrun.schedulers import SCHEDULERS
 from nnrun.speed import PRECISIONS, Precision
 from nnrun.threads import Threads
@@ -129,6 +129,8 @@ class Config:
     threads: Threads = "auto"
     compile: bool = False
     precision: Precision = "auto"
+    # Where the config file was: its relative data paths are also looked up there. Not part of the config itself.
+    config_dir: Path | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain YAML-ready types, in the README's key order."""
@@ -204,8 +206,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return merged
 
 
-def validate(raw: dict[str, Any], *, source: Path | None = None) -> Config:
-    """Check the whole config against the schema and the registries; every problem in one UserError."""
+def validate(raw: dict[str, Any], *, source: Path | None = None, config_dir: str | Path | None = None) -> Config:
+    """Check the whole config against the schema and the registries; every problem in one UserError.
+
+    `source` is the file it came from (it names the run and locates relative data paths); a config restored
+    from a checkpoint gives the `config_dir` its run recorded instead.
+    """
     problems: list[str] = []
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
@@ -220,8 +226,8 @@ def validate(raw: dict[str, Any], *, source: Path | None = None) -> Config:
         problems.append(f"name must be letters, digits, '_', '-' or '.', got {format_value(name)} "
                         f"(it names the run folder; for example name=iris_mlp)")
     seed = raw.get("seed", 0)
-    if not _is_int(seed):
-        problems.append(f"seed must be an integer, got {format_value(seed)} (for example seed=0)")
+    if not check_value(seed, Seed)[0]:
+        problems.append(f"seed must be an integer from 0 to 2**32 - 1, got {format_value(seed)} (for example seed=0)")
     device = raw.get("device", "auto")
     if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
         problems.append(f"device must be auto, cpu, cuda, cuda:N or mps, got {format_value(device)} (for example device=cpu)")
@@ -255,7 +261,9 @@ def validate(raw: dict[str, Any], *, source: Path | None = None) -> Config:
     if problems:
         raise UserError(*problems)
     return Config(name=name, seed=seed, device=device, threads=threads, compile=compile_, precision=precision,
-                  epochs=epochs, batch_size=batch_size, data=data,
+                  config_dir=Path(config_dir) if config_dir else Path(source).resolve().parent if source else None,
+                  epochs=epochs, batch_size=batch_size,
+                  data=data,
                   model=model, loss=loss, optimizer=optimizer, scheduler=scheduler, early_stopping=early_stopping)
 
 
@@ -325,7 +333,12 @@ def _split(node: Any, problems: list[str]) -> Split:
             return Split()
     missing = [k for k in fractions if k not in given]
     if len(missing) == 1:  # the one left out takes the rest
-        given[missing[0]] = round(1.0 - sum(given.values()), 10)
+        rest = round(1.0 - sum(given.values()), 10)
+        if rest < 0:
+            problems.append(f"data.split fractions add up to {sum(given.values()):g}, more than 1, so nothing is left "
+                            f"for {missing[0]} ({example})")
+            return Split()
+        given[missing[0]] = rest
     elif missing:
         defaults = Split()
         given = {k: given.get(k, getattr(defaults, k)) for k in fractions}

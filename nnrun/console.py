@@ -15,9 +15,32 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
+def format_number(value: float | int | None, *, digits: int = 4) -> str:
+    """The one number format of tables, logs and the report: `digits` significant digits with thousands
+    separators (122,300; 83,379; 0.9825; 0.00003162), never scientific notation beside plain decimals."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if not math.isfinite(value) or value == 0:
+        return "0" if value == 0 else str(value)
+    magnitude = math.floor(math.log10(abs(value)))
+    if magnitude < -9:  # below a nanounit only an exponent is readable
+        return f"{value:.{digits - 1}e}"
+    return f"{value:,.{max(digits - 1 - magnitude, 0)}f}"
+
+
 def print_error(message: str) -> None:
     """`error: <what> (<how to fix>)` as one red line on stderr."""
     err_console.print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
+
+
+def print_note(message: str) -> None:
+    """Something the user did that is not an error (an interrupt): calm, on stderr; on a terminal wrapped
+    between words, elsewhere one line (a log keeps commands and paths whole)."""
+    err_console.print(Text(message, style="yellow"), soft_wrap=not err_console.is_terminal)
 
 
 class RunLog:
@@ -87,7 +110,7 @@ def metrics_table(title: str, metrics: dict[str, float | None]) -> Table:
     table.add_column("value", justify="right")
     for name, value in metrics.items():
         if isinstance(value, (int, float)) or value is None:
-            table.add_row(name, "n/a" if value is None else f"{value:.4f}")
+            table.add_row(name, format_number(value))
     return table
 
 
@@ -98,7 +121,7 @@ def per_class_table(report: dict) -> Table:
     for column in ("precision", "recall", "f1", "support"):
         table.add_column(column, justify="right", no_wrap=True)
     for name, stats in report["per_class"].items():
-        table.add_row(Text(name), f"{stats['precision']:.4f}", f"{stats['recall']:.4f}", f"{stats['f1']:.4f}",
+        table.add_row(Text(name), *(format_number(stats[k]) for k in ("precision", "recall", "f1")),
                       str(stats["support"]))
     return table
 

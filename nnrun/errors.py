@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
 
 
@@ -17,6 +18,29 @@ class UserError(Exception):
             raise ValueError("UserError needs at least one problem")
         self.problems = list(problems)
         super().__init__("; ".join(self.problems))
+
+
+# Failed writes that are the machine's state, not a bug: a full disk, a read-only or unwritable folder.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR,
+                errno.EEXIST, errno.EIO, errno.EISDIR}
+
+
+def write_problem(exc: OSError, *, then: str = "") -> UserError | None:
+    """A failed write as one line that says what failed and how to fix it; None when it is not about writing.
+
+    `then` adds what to do once the cause is fixed (such as the command that resumes the run).
+    """
+    if exc.errno not in WRITE_ERRNOS:
+        return None
+    where = f"'{exc.filename}'" if exc.filename else "a file"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        fix = "free some disk space"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        fix = "a file stands where a folder should be: choose another --runs-dir or --out"
+    else:
+        fix = "make the folder writable, or choose another --runs-dir or --out"
+    reason = exc.strerror or str(exc)
+    return UserError(f"could not write {where}: {reason} ({fix}{'; then ' + then if then else ''})")
 
 
 class Interrupted(Exception):

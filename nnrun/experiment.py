@@ -18,7 +18,7 @@ from nnrun.data.bundle import DataBundle, load_data
 from nnrun.errors import UserError
 from nnrun.losses import LOSSES
 from nnrun.metrics import EPOCH_METRICS
-from nnrun.models import build_model
+from nnrun.models import build_model, hidden_activation_note
 from nnrun.optimizers import OPTIMIZERS
 from nnrun.schedulers import SCHEDULERS, Plan
 from nnrun.speed import Speed, Steps
@@ -82,10 +82,11 @@ def build_experiment(cfg: Config, *, data_dir: Path = Path("data")) -> Experimen
     """Load the data (relative paths under `data_dir`), then build the model, loss, optimizer and scheduler."""
     device = resolve_device(cfg.device)
     generator = seed_everything(cfg.seed)
-    data = load_data(cfg.data, seed=cfg.seed, device=device, data_dir=data_dir)
+    data = load_data(cfg.data, seed=cfg.seed, device=device, data_dir=data_dir, config_dir=cfg.config_dir)
     task = _task(cfg, data, device)
     speed, notes = Speed.resolve(compile=cfg.compile, precision=cfg.precision, device=device,
                                  images=data.input_stats is not None)
+    notes += [note] if (note := hidden_activation_note(cfg.model.kwargs)) else []
 
     with _user_settings("model"):
         model = build_model(cfg.model.type, cfg.model.kwargs, in_shape=data.in_shape, out_features=task.out_features,

@@ -80,7 +80,7 @@ def restore(path: Path, *, device: str = "auto") -> Restored:
     path = Path(path)
     checkpoint = load_checkpoint(path)
     try:
-        cfg = validate(checkpoint["config"])
+        cfg = validate(checkpoint["config"], config_dir=checkpoint["data"].get("config_dir"))
         data = checkpoint["data"]
         torch_device = resolve_device(device)
         # Compute as training did: its autocast dtype and memory format, where this device supports them.
@@ -112,14 +112,15 @@ def evaluate_checkpoint(restored: Restored, *, split: str = "test", data: Path |
     if split not in SPLITS:
         raise UserError(f"unknown split '{split}' (choose one of {', '.join(SPLITS)})")
     if data is not None and Path(data).suffix.lower() not in (".yaml", ".yml"):
+        notes: list[str] = []
         if restored.images is not None:
             rows = _image_rows(restored, _existing(Path(data), folder_ok=True), labelled=True)
         else:
-            rows = _labelled_rows(restored, read_frame(_existing(Path(data))), str(data))
-        return _evaluation(restored, rows, source=str(data), split="all rows")
+            rows, notes = _labelled_rows(restored, read_frame(_existing(Path(data))), str(data))
+        return _evaluation(restored, rows, source=str(data), split="all rows", notes=notes)
 
     cfg = restored.config if data is None else validate(load_yaml(Path(data)), source=Path(data))
-    bundle = load_data(cfg.data, seed=cfg.seed, device=restored.device, data_dir=data_dir,
+    bundle = load_data(cfg.data, seed=cfg.seed, device=restored.device, data_dir=data_dir, config_dir=cfg.config_dir,
                        preprocessing=restored.data["preprocessing"])
     if bundle.class_names != restored.data["class_names"]:
         raise UserError(f"the data has classes {bundle.class_names}, but the model was trained on "
@@ -134,16 +135,17 @@ def evaluate_checkpoint(restored: Restored, *, split: str = "test", data: Path |
     return _evaluation(restored, bundle.splits[split], source=source, split=split, notes=notes)
 
 
-def predict_file(restored: Restored, path: Path) -> pd.DataFrame:
+def predict_file(restored: Restored, path: Path) -> tuple[pd.DataFrame, list[str]]:
     """Predictions for new rows: a CSV (its target, if any, is ignored), or for an image model a folder of
-    images or an IDX images file. Class names with probabilities, or values in original units."""
+    images or an IDX images file. Class names with probabilities, or values in original units; and notes
+    (such as categories training never saw)."""
     if restored.images is not None:
         rows = _image_rows(restored, _existing(path, folder_ok=True), labelled=False)
-        return restored.task.predictions(outputs(restored.model, rows.x, speed=restored.speed), None, rows.rows)
+        return restored.task.predictions(outputs(restored.model, rows.x, speed=restored.speed), None, rows.rows), []
     frame = read_frame(_existing(path))
-    x = _features(restored, frame)
+    x, notes = _features(restored, frame)
     output = outputs(restored.model, x, speed=restored.speed)
-    return restored.task.predictions(output, None, frame.index.to_numpy())
+    return restored.task.predictions(output, None, frame.index.to_numpy()), notes
 
 
 def _image_rows(restored: Restored, path: Path, *, labelled: bool) -> SplitTensors:
@@ -196,7 +198,7 @@ def _evaluation(restored: Restored, rows: SplitTensors, *, source: str, split: s
     return Evaluation(source, split, report, predictions, [*restored.notes, *(notes or [])])
 
 
-def _labelled_rows(restored: Restored, frame: pd.DataFrame, name: str) -> SplitTensors:
+def _labelled_rows(restored: Restored, frame: pd.DataFrame, name: str) -> tuple[SplitTensors, list[str]]:
     """A labelled file's rows as tensors, labels mapped through the checkpoint's own classes and scaling."""
     column = restored.target_column
     if column not in frame.columns:
@@ -222,13 +224,13 @@ def _labelled_rows(restored: Restored, frame: pd.DataFrame, name: str) -> SplitT
                             f"(give the numeric target)")
         scaling = restored.data["preprocessing"]["target"]
         y = torch.from_numpy(TargetScaler.from_state(scaling).transform(labels.to_numpy(np.float64)))
-    x = _features(restored, frame)
-    return SplitTensors(x, y.to(restored.device), frame.index.to_numpy())
+    x, notes = _features(restored, frame)
+    return SplitTensors(x, y.to(restored.device), frame.index.to_numpy()), notes
 
 
-def _features(restored: Restored, frame: pd.DataFrame) -> torch.Tensor:
+def _features(restored: Restored, frame: pd.DataFrame) -> tuple[torch.Tensor, list[str]]:
     pre = FeaturePreprocessor.from_state(restored.data["preprocessing"]["features"])
-    return torch.from_numpy(pre.transform(frame)).to(restored.device)
+    return torch.from_numpy(pre.transform(frame)).to(restored.device), pre.unseen_notes(frame)
 
 
 def _existing(path: Path, *, folder_ok: bool = False) -> Path:

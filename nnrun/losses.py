@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnrun.registry import Registry
+from nnrun.registry import Fraction, NonNegative, Positive, Registry
 
-LOSSES = Registry("losses")
+LOSSES = Registry("losses", singular="loss")
 
 # The output activation each kind of expected output needs.
 ACTIVATION_FOR = {"logits": "none", "probabilities": "sigmoid", "log_probabilities": "log_softmax", "values": "none"}
@@ -33,25 +33,25 @@ def l1() -> nn.Module:
 
 
 @LOSSES.register("smooth_l1", task="regression", expects="values")
-def smooth_l1(*, beta: float = 1.0) -> nn.Module:
+def smooth_l1(*, beta: NonNegative = 1.0) -> nn.Module:
     """Smooth L1: squared below `beta`, absolute above it, for regression."""
     return nn.SmoothL1Loss(beta=beta)
 
 
 @LOSSES.register("huber", task="regression", expects="values")
-def huber(*, delta: float = 1.0) -> nn.Module:
+def huber(*, delta: Positive = 1.0) -> nn.Module:
     """Huber loss: squared below `delta`, linear above it, for regression."""
     return nn.HuberLoss(delta=delta)
 
 
 @LOSSES.register("cross_entropy", task="classification", expects="logits")
-def cross_entropy(*, label_smoothing: float = 0.0, weight: list[float] | None = None) -> nn.Module:
+def cross_entropy(*, label_smoothing: Fraction = 0.0, weight: list[NonNegative] | None = None) -> nn.Module:
     """Cross-entropy on raw logits (it applies log-softmax itself); optional class weights and label smoothing."""
     return nn.CrossEntropyLoss(weight=_weights(weight), label_smoothing=label_smoothing)
 
 
 @LOSSES.register("nll", task="classification", expects="log_probabilities")
-def nll(*, weight: list[float] | None = None) -> nn.Module:
+def nll(*, weight: list[NonNegative] | None = None) -> nn.Module:
     """Negative log-likelihood on log-probabilities (output_activation: log_softmax)."""
     return nn.NLLLoss(weight=_weights(weight))
 
@@ -69,7 +69,7 @@ def bce() -> nn.Module:
 
 
 @LOSSES.register("bce_with_logits", task="classification", expects="logits", binary=True)
-def bce_with_logits(*, pos_weight: float | None = None) -> nn.Module:
+def bce_with_logits(*, pos_weight: Positive | None = None) -> nn.Module:
     """Binary cross-entropy on one raw logit (sigmoid built in, numerically stable), for two classes."""
     weight = None if pos_weight is None else torch.tensor([pos_weight])
     return _BinaryTargets(nn.BCEWithLogitsLoss(pos_weight=weight))

@@ -16,9 +16,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from nnrun.registry import Registry
+from nnrun.registry import Count, Fraction, Registry
 
-MODELS = Registry("models")
+MODELS = Registry("models", singular="model")
 
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid", "softmax", "identity"]
 Init = Literal["default", "xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform", "normal", "zeros"]
@@ -61,9 +61,9 @@ def mlp(
     out_features: int,
     /,
     *,
-    hidden: list[int] = [64],  # noqa: B006 - read-only default, shown by `nnrun list`
+    hidden: list[Count] = [64],  # noqa: B006 - read-only default, shown by `nnrun list`
     activation: Activation = "relu",
-    dropout: float = 0.0,
+    dropout: Fraction = 0.0,
     batchnorm: bool = False,
     init: Init = "default",
 ) -> nn.Module:
@@ -92,12 +92,12 @@ def cnn(
     out_features: int,
     /,
     *,
-    channels: list[int] = [32, 64, 128],  # noqa: B006 - read-only default, shown by `nnrun list`
-    convs_per_block: int = 2,
-    kernel: int = 3,
+    channels: list[Count] = [32, 64, 128],  # noqa: B006 - read-only default, shown by `nnrun list`
+    convs_per_block: Count = 2,
+    kernel: Count = 3,
     batchnorm: bool = True,
     pool: Literal["max", "avg", "none"] = "max",
-    dropout: float = 0.0,
+    dropout: Fraction = 0.0,
     activation: Activation = "relu",
     init: Init = "default",
 ) -> nn.Module:
@@ -167,6 +167,15 @@ class Standardize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, channels, height, width) uint8
         x = (x.float() / 255 - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def hidden_activation_note(kwargs: dict) -> str | None:
+    """A warning for a hidden activation that trains badly but is not wrong enough to refuse."""
+    if kwargs.get("activation") == "softmax":
+        return ("model.activation 'softmax' squashes every hidden layer into a probability distribution, which slows "
+                "or stalls learning (use relu or gelu; a classifier's softmax belongs at the output, and cross_entropy "
+                "applies it itself)")
+    return None
 
 
 def build_model(name: str, kwargs: dict, *, in_shape: tuple[int, ...], out_features: int,

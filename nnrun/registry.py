@@ -8,15 +8,46 @@ schema: `validate` checks a config's kwargs against them, and `nnrun list` print
 from __future__ import annotations
 
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from nnrun.errors import UserError, hint, unknown_name
 
 _MISSING = inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The range a number must lie in, as `Annotated` metadata: `Annotated[float, Bound(gt=0)]` is > 0."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def holds(self, value: float) -> bool:
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+    @property
+    def words(self) -> str:
+        """`>= 0 and < 1`"""
+        parts = [f"{op} {format_value(v)}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le),
+                                                         ("<", self.lt)) if v is not None]
+        return " and ".join(parts)
+
+
+# The constrained types builders annotate their settings with; validation checks them before any work starts.
+Count = Annotated[int, Bound(ge=1)]  # sizes, epochs, steps
+NonNegativeInt = Annotated[int, Bound(ge=0)]
+Seed = Annotated[int, Bound(ge=0, lt=2**32)]  # what NumPy and scikit-learn accept
+Positive = Annotated[float, Bound(gt=0)]  # learning rates, epsilons, factors
+NonNegative = Annotated[float, Bound(ge=0)]  # weight decay, momentum, noise
+Fraction = Annotated[float, Bound(ge=0, lt=1)]  # dropout, label smoothing
 
 
 @dataclass(frozen=True)
@@ -48,8 +79,8 @@ class Entry:
 
     @property
     def doc(self) -> str:
-        """The first line of the builder's docstring."""
-        return (inspect.getdoc(self.fn) or "").split("\n")[0]
+        """The first paragraph of the builder's docstring, as one line."""
+        return " ".join((inspect.getdoc(self.fn) or "").split("\n\n")[0].split())
 
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params.values() if not p.required}
@@ -58,8 +89,9 @@ class Entry:
 class Registry:
     """Builders of one kind (`models`, `losses`, ...), looked up by explicit name."""
 
-    def __init__(self, kind: str):
-        self.kind = kind
+    def __init__(self, kind: str, *, singular: str):
+        self.kind = kind  # "losses": what `nnrun list` calls the registry
+        self.singular = singular  # "loss": what a message calls one entry
         self._entries: dict[str, Entry] = {}
 
     def register(self, name: str, **meta: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -87,7 +119,7 @@ class Registry:
     def get(self, name: str) -> Entry:
         """The entry called `name`; an unknown name is a UserError listing the choices."""
         if name not in self._entries:
-            raise UserError(unknown_name(self.kind.rstrip("s"), name, self._entries))
+            raise UserError(unknown_name(self.singular, name, self._entries))
         return self._entries[name]
 
     def validate(self, name: str, kwargs: dict[str, Any], path: str,
@@ -98,7 +130,7 @@ class Registry:
         that an unknown key's message lists them among the valid ones.
         """
         if name not in self._entries:
-            return dict(kwargs), [unknown_name(self.kind.rstrip("s"), name, self._entries)]
+            return dict(kwargs), [unknown_name(self.singular, name, self._entries)]
         entry = self._entries[name]
         problems = []
         resolved = entry.defaults()
@@ -106,7 +138,7 @@ class Registry:
             param = entry.params.get(key)
             if param is None:
                 known = [f"{path}.{p}" for p in [*entry.params, *also_valid]]
-                problems.append(unknown_key(f"{path}.{key}", known, f"{self.kind.rstrip('s')} '{name}'"))
+                problems.append(unknown_key(f"{path}.{key}", known, f"{self.singular} '{name}'"))
                 continue
             ok, coerced = check_value(value, param.annotation)
             if ok:
@@ -115,7 +147,7 @@ class Registry:
                 problems.append(bad_value(f"{path}.{key}", value, param))
         for param in entry.params.values():
             if param.required and param.name not in kwargs:
-                problems.append(f"{path}.{param.name} is required by {self.kind.rstrip('s')} '{name}' "
+                problems.append(f"{path}.{param.name} is required by {self.singular} '{name}' "
                                 f"(add it: {path}.{param.name}=<{type_name(param.annotation)}>)")
         return resolved, problems
 
@@ -158,6 +190,10 @@ def check_value(value: Any, annotation: Any) -> tuple[bool, Any]:
         return False, value
     if origin is Literal:
         return value in args, value
+    if origin is Annotated:
+        ok, converted = check_value(value, args[0])
+        bounds = [b for b in annotation.__metadata__ if isinstance(b, Bound)]
+        return ok and all(b.holds(converted) for b in bounds), converted
     if origin in (list, tuple):
         item_type = args[0] if args else Any
         items = value if isinstance(value, (list, tuple)) else [value]
@@ -172,8 +208,8 @@ def check_value(value: Any, annotation: Any) -> tuple[bool, Any]:
         return isinstance(value, bool), value
     if annotation is int:
         return isinstance(value, int) and not isinstance(value, bool), value
-    if annotation is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is float:  # NaN and infinity are never a setting
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         return ok, float(value) if ok else value
     if annotation is str:
         return isinstance(value, str), value
@@ -192,10 +228,16 @@ def describe_type(annotation: Any) -> str:
         return " or ".join(describe_type(a) for a in args)
     if origin is Literal:
         return "one of " + ", ".join(str(a) for a in args)
+    if origin is Annotated:
+        return f"{describe_type(args[0])} {_bound_words(annotation)}".strip()
     if origin in (list, tuple):
-        inner = describe_type(args[0]) if args else "values"
-        inner = inner.removeprefix("an ").removeprefix("a ")
-        return f"a list of {inner}s" if not inner.startswith("one of") else f"a list, each {inner}"
+        item = args[0] if args else Any
+        base, bound = (typing.get_args(item)[0], _bound_words(item)) if typing.get_origin(item) is Annotated \
+            else (item, "")
+        inner = describe_type(base).removeprefix("an ").removeprefix("a ") if base is not Any else "value"
+        if inner.startswith("one of"):
+            return f"a list, each {inner}"
+        return f"a list of {inner}s" + (f", each {bound}" if bound else "")
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
             dict: "a mapping"}.get(annotation, type_name(annotation))
 
@@ -210,6 +252,8 @@ def type_name(annotation: Any) -> str:
         return " | ".join(type_name(a) for a in args)
     if origin is Literal:
         return "{" + ", ".join(str(a) for a in args) + "}"
+    if origin is Annotated:
+        return f"{type_name(args[0])} {_bound_words(annotation)}".strip()
     if origin in (list, tuple):
         return f"list[{type_name(args[0])}]" if args else "list"
     return getattr(annotation, "__name__", str(annotation))
@@ -228,6 +272,10 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def _bound_words(annotation: Any) -> str:
+    return " and ".join(b.words for b in getattr(annotation, "__metadata__", ()) if isinstance(b, Bound))
+
+
 def _literal_choices(annotation: Any) -> list[Any]:
     origin = typing.get_origin(annotation)
     if origin is Literal:
@@ -242,13 +290,18 @@ def _example(annotation: Any) -> Any:
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
         return _example(next(a for a in args if a is not type(None)))
+    if origin is Annotated:
+        bound = next((b for b in annotation.__metadata__ if isinstance(b, Bound)), Bound())
+        low = bound.ge if bound.ge is not None else bound.gt
+        base = _example(args[0])
+        return base if low is None or base > low else (low + 1 if args[0] is int else low + 0.1)
     if origin in (list, tuple):
         return [_example(args[0]) for _ in range(2)] if args else []
     return {bool: True, int: 10, float: 0.1, str: "name"}.get(annotation, "...")
 
 
 def _keyword_params(fn: Callable[..., Any]) -> dict[str, Param]:
-    hints = typing.get_type_hints(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
     return {
         p.name: Param(p.name, hints.get(p.name, Any), p.default)
         for p in inspect.signature(fn).parameters.values()

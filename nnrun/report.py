@@ -73,6 +73,7 @@ def _overview(run: RunFiles) -> dict[str, Any]:
         else "",
         "parameters": f"{summary['parameters']:,}" if "parameters" in summary else "",
         "device": summary.get("device", ""),
+        "resumed": "; ".join(f"after epoch {r['after_epoch']} ({r['at']})" for r in summary.get("resumed") or []),
         "seconds (total / training)": " / ".join(f"{summary['seconds'][k]:.1f}" for k in ("total", "train"))
         if "seconds" in summary else "",
         "versions": ", ".join(f"{k} {v}" for k, v in (summary.get("versions") or {}).items()),

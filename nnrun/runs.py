@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from nnrun.errors import UserError
+from nnrun.errors import UserError, write_problem
 
 
 class Run:
@@ -29,7 +29,11 @@ class Run:
     def create(cls, runs_dir: Path, name: str) -> Run:
         """Make a new, never reused folder: a second run in the same second gets a `-2` suffix."""
         runs_dir = Path(runs_dir)
-        runs_dir.mkdir(parents=True, exist_ok=True)
+        check_runs_dir(runs_dir)
+        try:
+            runs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_problem(exc) or exc from None
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         for attempt in range(1, 1000):
             root = runs_dir / (f"{name}-{stamp}" if attempt == 1 else f"{name}-{stamp}-{attempt}")
@@ -37,9 +41,19 @@ class Run:
                 root.mkdir()  # atomic: two processes can't both create the same folder
             except FileExistsError:
                 continue
-            (root / "checkpoints").mkdir()
+            try:
+                (root / "checkpoints").mkdir()
+            except OSError as exc:
+                root.rmdir()
+                raise write_problem(exc) or exc from None
             return cls(root)
         raise RuntimeError(f"could not create a new run folder in {runs_dir}")
+
+    def resume_hint(self) -> str:
+        """What to run once a failure's cause is fixed: resume, when a last.pth exists."""
+        if self.last_path.is_file():
+            return f"continue with: nnrun train --resume {self.root}"
+        return "start the run again"
 
     @property
     def config_path(self) -> Path:
@@ -77,6 +91,19 @@ class Run:
     def predictions_path(self) -> Path:
         """The best weights' predictions on the test split (train and eval write it; plots read it)."""
         return self.root / "predictions.csv"
+
+
+def check_runs_dir(runs_dir: Path) -> None:
+    """Refuse, before any work, a runs folder that cannot be created or written: a file in the way, no access."""
+    existing = Path(runs_dir)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot create the runs folder '{runs_dir}': '{existing}' is a file, not a folder "
+                        f"(choose another --runs-dir)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot create the runs folder '{runs_dir}': '{existing}' is not writable "
+                        f"(choose another --runs-dir, or make it writable)")
 
 
 class MetricsWriter:

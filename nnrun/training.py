@@ -24,7 +24,7 @@ from rich.progress import (
 
 from nnrun.checkpoints import save_checkpoint, versions
 from nnrun.config import EarlyStopping
-from nnrun.console import RunLog, console
+from nnrun.console import RunLog, console, format_number
 from nnrun.errors import Interrupted
 from nnrun.evaluation import evaluate, split_report
 from nnrun.experiment import Experiment
@@ -123,7 +123,7 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
     compiling = CompileClock(exp.speed.compile)
     saver = _CheckpointSaver(run, state.history)
     stop = Stop("completed", f"ran all {cfg.epochs} epochs")
-    started = time.perf_counter()
+    started = time.perf_counter() - state.seconds  # a resumed run counts the sessions before it
 
     with _progress(cfg.epochs, state.epoch, enabled=log.quiet_console) as bar, _InterruptGuard() as guard, compiling:
         try:
@@ -146,6 +146,7 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
                 # An interrupt waits for this block, so metrics.csv, the loop state and last.pth always agree.
                 with guard.deferred():
                     metrics.write(row)
+                    state.seconds = time.perf_counter() - started
                     if state.record(row, stopping):
                         best_weights = snapshot(exp.model.state_dict())
                     if exp.scheduler is not None and exp.scheduler_interval == "epoch":
@@ -163,8 +164,10 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
             # A partly trained epoch is dropped: the checkpoints keep the last finished one.
             stop = Stop("interrupted", f"interrupted after epoch {state.epoch}")
         finally:
-            saver.flush()
-            metrics.close()
+            try:
+                saver.flush()  # a full disk can fail this too: the previous checkpoints stay as they were
+            finally:
+                metrics.close()
 
     # test the best weights, and keep their predictions for the plots
     test = None
@@ -192,16 +195,17 @@ def _metrics_row(exp: Experiment, val_output: torch.Tensor, *, epoch: int, lr: f
 
 def _diverged(train_loss: float, val_loss: float, *, epoch: int, last_good: int) -> Stop:
     which, value = ("train", train_loss) if not math.isfinite(train_loss) else ("val", val_loss)
-    return Stop("non_finite_loss", f"{which} loss became {value} at epoch {epoch}, so training stopped; last.pth "
-                                   f"holds epoch {last_good} (lower optimizer.lr, or check the data for extreme values)")
+    kept = f"last.pth holds epoch {last_good}" if last_good else "no epoch finished, so no checkpoint was written"
+    return Stop("non_finite_loss", f"{which} loss became {value} at epoch {epoch}, so training stopped; {kept} "
+                                   f"(lower optimizer.lr, or check the data for extreme values)")
 
 
 def _early_stop(state: LoopState, monitored: float, stopping: EarlyStopping) -> Stop | None:
     """Why to stop now: `stop_at` is reached, or patience has run out; else None."""
     if stopping.stop_at is not None and _reached(monitored, stopping.stop_at, stopping.mode):
         sign = "<=" if stopping.mode == "min" else ">="
-        return Stop("stop_at", f"{stopping.monitor} {monitored:.6g} {sign} stop_at {stopping.stop_at} at epoch "
-                               f"{state.epoch}")
+        return Stop("stop_at", f"{stopping.monitor} {format_number(monitored)} {sign} stop_at {stopping.stop_at} "
+                               f"at epoch {state.epoch}")
     if stopping.patience is not None and state.bad_epochs >= stopping.patience:
         return Stop("early_stopping", f"{stopping.monitor} did not improve by more than {stopping.min_delta} for "
                                       f"{stopping.patience} epochs (best at epoch {state.best_epoch})")
@@ -264,6 +268,7 @@ def _summary(exp: Experiment, run: Run, state: LoopState, *, stop: Stop, test: d
         "device": str(exp.device),
         "speed": exp.speed.to_dict(),
         "seconds": {**seconds, "train": sum(r["train_seconds"] for r in state.history)},
+        "resumed": state.resumed,
         "threads": threads.summary(),
         "notes": exp.data.notes,
         "versions": versions(),
@@ -273,14 +278,10 @@ def _summary(exp: Experiment, run: Run, state: LoopState, *, stop: Stop, test: d
 def _epoch_line(row: dict[str, float], epochs: int, task: str) -> str:
     width = len(str(epochs))
     parts = [f"epoch {row['epoch']:>{width}}/{epochs}", f"lr {row['lr']:.3g}"]
-    parts += [f"{name} {_number(row[name])}" for name in ("train_loss", "val_loss", *EPOCH_METRICS[task])
+    parts += [f"{name} {format_number(row[name])}" for name in ("train_loss", "val_loss", *EPOCH_METRICS[task])
               if name in row]
     parts.append(f"{row['epoch_seconds']:.2f}s")
     return "  ".join(parts)
-
-
-def _number(value: float) -> str:
-    return f"{value:.4f}" if 1e-3 <= abs(value) < 1e5 or value == 0 else f"{value:.4g}"
 
 
 def _reached(value: float, threshold: float, mode: str) -> bool:
@@ -333,9 +334,10 @@ class _Bar:
     def __call__(self, epoch: int, row: dict[str, float], task: str) -> None:
         if self.progress is None:
             return
-        metric = next((f"{m} {row[m]:.4f}" for m in EPOCH_METRICS[task] if m.startswith("val_")), "")
+        metric = next((f"{m} {format_number(row[m])}" for m in EPOCH_METRICS[task] if m.startswith("val_")), "")
         self.progress.update(self.task_id, completed=epoch,
-                             description=f"train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  {metric}")
+                             description=f"train_loss {format_number(row['train_loss'])}  "
+                                         f"val_loss {format_number(row['val_loss'])}  {metric}")
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,8 @@ class LoopState:
     best_value: float | None = None
     best_epoch: int = 0
     bad_epochs: int = 0
+    seconds: float = 0.0  # wall time of every session up to the last finished epoch
+    resumed: list[dict[str, Any]] = field(default_factory=list)  # {"after_epoch": n, "at": iso time} per resume
     history: list[dict[str, float]] = field(default_factory=list)
 
     def improved(self, value: float, *, mode: str, min_delta: float) -> bool:
@@ -67,7 +70,7 @@ def last_checkpoint(exp: Experiment, state: LoopState, *, best_weights: StateDic
         "optimizer": snapshot(exp.optimizer.state_dict()),
         "scheduler": snapshot(exp.scheduler.state_dict()) if exp.scheduler else None,
         "loop": {"epoch": state.epoch, "best_value": state.best_value, "best_epoch": state.best_epoch,
-                 "bad_epochs": state.bad_epochs},
+                 "bad_epochs": state.bad_epochs, "seconds": state.seconds, "resumed": list(state.resumed)},
         "rng": {
             "torch": torch.get_rng_state(),
             "shuffle": exp.train_batches.generator.get_state(),
@@ -86,7 +89,8 @@ def _model_checkpoint(exp: Experiment, *, weights: StateDict, epoch: int) -> dic
         "model": weights,
         "data": {"task": data.task, "class_names": data.class_names, "feature_names": data.feature_names,
                  "in_shape": list(data.in_shape), "n_targets": data.n_targets, "preprocessing": data.preprocessing,
-                 "fingerprint": data.fingerprint},
+                 "fingerprint": data.fingerprint,
+                 "config_dir": str(exp.config.config_dir) if exp.config.config_dir else None},
         "epoch": epoch,
         "speed": exp.speed.to_dict(),  # so that eval and predict compute as training did
         "versions": versions(),
@@ -108,7 +112,8 @@ def restore_training_state(exp: Experiment, checkpoint: dict[str, Any]) -> tuple
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     if rng["cuda"] is not None and exp.device.type == "cuda":
         torch.cuda.set_rng_state_all(rng["cuda"])
-    state = LoopState(**checkpoint["loop"], history=list(checkpoint["metrics"]))
+    state = LoopState(**checkpoint["loop"], history=list(checkpoint["metrics"]))  # older files lack some: defaults
+    state.resumed.append({"after_epoch": state.epoch, "at": datetime.now().isoformat(timespec="seconds")})
     return state, checkpoint.get("best_model")
 
 
@@ -123,11 +128,24 @@ def check_resume_overrides(overrides: list[str]) -> None:
 
 
 def check_resumable(checkpoint: dict[str, Any], cfg: Config) -> None:
-    """Refuse a resume that has nothing left to train, or that would bend a schedule planned for the old length."""
-    done = checkpoint["epoch"]
+    """Refuse a resume that has nothing left to train (all epochs run, early stopping or stop_at reached under
+    the settings asked for), or that would bend a schedule planned for the old length."""
+    done, loop, stopping = checkpoint["epoch"], checkpoint["loop"], cfg.early_stopping
     if cfg.epochs <= done:
         raise UserError(f"the run has already trained {done} of its {cfg.epochs} epochs (ask for more: "
                         f"epochs={done + 10})")
+    if stopping.patience is not None and loop["bad_epochs"] >= stopping.patience:
+        raise UserError(f"the run stopped early at epoch {done}: {stopping.monitor} has not improved for "
+                        f"{loop['bad_epochs']} epochs, which early_stopping.patience={stopping.patience} allows (to "
+                        f"continue, allow more: early_stopping.patience={loop['bad_epochs'] + 10}, or "
+                        f"early_stopping.patience=null)")
+    last = checkpoint["metrics"][-1][stopping.monitor] if checkpoint["metrics"] else None
+    if stopping.stop_at is not None and last is not None and (
+            last <= stopping.stop_at if stopping.mode == "min" else last >= stopping.stop_at):
+        beyond = last / 2 if stopping.mode == "min" else (last + 1) / 2
+        raise UserError(f"the run stopped at epoch {done}: {stopping.monitor} {last:.6g} reached "
+                        f"early_stopping.stop_at={stopping.stop_at} (to continue, set a threshold it has not reached, "
+                        f"such as early_stopping.stop_at={beyond:.4g}, or early_stopping.stop_at=null)")
     planned = checkpoint["config"]["epochs"]
     scheduler = checkpoint["config"]["scheduler"] or {}
     if cfg.epochs != planned and (scheduler.get("type") == "onecycle" or

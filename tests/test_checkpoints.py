@@ -50,7 +50,7 @@ def test_checkpoints_hold_everything_and_load_with_weights_only(trained):
     assert last["epoch"] == 3 and [row["epoch"] for row in last["metrics"]] == [1, 2, 3]
     assert set(last["optimizer"]) == {"state", "param_groups"}
     assert last["scheduler"]["last_epoch"] == 3
-    assert set(last["loop"]) == {"epoch", "best_value", "best_epoch", "bad_epochs"}
+    assert set(last["loop"]) == {"epoch", "best_value", "best_epoch", "bad_epochs", "seconds", "resumed"}
     assert set(last["rng"]) == {"torch", "shuffle", "python", "numpy", "cuda"}
     assert torch.equal(last["best_model"]["out.weight"], best["model"]["out.weight"])
 

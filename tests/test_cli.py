@@ -89,7 +89,7 @@ def test_list_shows_every_entry_with_its_parameters(cli, kind):
     for entry in REGISTRIES[kind]:
         assert entry.name in result.stdout
     if kind == "models":
-        assert "hidden: list[int] = [64]" in result.stdout and "linear" in result.stdout
+        assert "hidden: list[int >= 1] = [64]" in result.stdout and "linear" in result.stdout
 
 
 def test_list_unknown_kind_is_a_usage_error(cli):
@@ -100,11 +100,18 @@ def test_list_unknown_kind_is_a_usage_error(cli):
 @pytest.mark.parametrize("yaml_changes, overrides, expected", [
     ({}, ["optimizer.lrr=0.1"], "unknown key 'optimizer.lrr' for optimizer 'sgd' (did you mean 'optimizer.lr'?"),
     ({"optimizer": {"type": "adamm"}}, [], "unknown optimizer 'adamm' (did you mean 'adam'?"),
-    ({"model": {"hidden": "ten"}}, [], "model.hidden must be a list of integers, got 'ten' (for example"),
-    ({}, ["model.hidden=ten"], "model.hidden must be a list of integers, got 'ten' (for example"),
+    ({"model": {"hidden": "ten"}}, [], "model.hidden must be a list of integers, each >= 1, got 'ten' (for example"),
+    ({}, ["model.hidden=ten"], "model.hidden must be a list of integers, each >= 1, got 'ten' (for example"),
     ({}, ["epochs5"], "override 'epochs5' must look like key=value"),
     ({"model": {"output_activation": "softmax"}}, [], "applies softmax twice"),
     ({"device": "cuda:7"}, [], "device 'cuda:7'"),
+    # issue 11: values that used to pass validation and fail later, or train silently wrong
+    ({}, ["model.hidden=[0]"], "model.hidden must be a list of integers, each >= 1, got [0]"),
+    ({}, ["optimizer.lr=.nan"], "optimizer.lr must be a number > 0, got nan"),
+    ({}, ["optimizer.lr=-1"], "optimizer.lr must be a number > 0, got -1"),
+    ({}, ["seed=-1"], "seed must be an integer from 0 to 2**32 - 1, got -1"),
+    ({}, ["data.split={train: 0.9, val: 0.9}"], "data.split fractions add up to 1.8, more than 1, so nothing is left "
+                                                 "for test"),
 ])
 def test_user_errors_exit_2_with_one_line_and_no_run_folder(cli, write_config, tmp_path, yaml_changes, overrides,
                                                             expected):
@@ -176,3 +183,10 @@ def test_ctrl_c_saves_last_checkpoint_and_exits_130(write_config, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stop_reason"] == "interrupted"
     assert (run / "plots" / "loss.png").is_file() and (run / "report.html").is_file()
+
+
+def test_a_softmax_hidden_activation_is_warned_about_in_check_and_train(cli, write_config, tmp_path):
+    config = write_config(epochs=1, model={"hidden": [8], "activation": "softmax"})
+    for result in (cli("check", config), cli("train", config, "--runs-dir", tmp_path / "runs")):
+        assert result.exit_code == 0, result.output
+        assert "model.activation 'softmax' squashes every hidden layer" in result.stdout

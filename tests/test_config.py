@@ -100,7 +100,7 @@ def test_every_problem_is_reported_at_once():
     problems = problems_of(raw)
     assert any(p.startswith("unknown key 'epoch' in config (did you mean 'epochs'?") for p in problems)
     assert any(p.startswith("unknown optimizer 'adamm' (did you mean 'adam'?") for p in problems)
-    assert any(p.startswith("model.hidden must be a list of integers, got 'ten'") for p in problems)
+    assert any(p.startswith("model.hidden must be a list of integers, each >= 1, got 'ten'") for p in problems)
     assert any(p.startswith("batch_size must be an integer >= 1 or 'full'") for p in problems)
     assert len(problems) == 4
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression
 
-from nnrun.data.datasets import DATASETS, DataContext
+from nnrun.data.context import DataContext
+from nnrun.data.datasets import DATASETS
 from nnrun.data.splits import split_indices
 from tests.helpers import CONFIGS, ROOT, run_dirs
 
@@ -25,7 +26,7 @@ def train(cli, tmp_path, config: str, *args: str) -> dict:
 
 
 def test_house_price_reaches_the_least_squares_optimum(cli, tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)  # the config names configs/data/house_prices.csv, as a user runs it from the repo
+    monkeypatch.chdir(ROOT)  # as a user runs it from the repo (tests/test_configs.py also runs it from elsewhere)
     summary = train(cli, tmp_path, "house_price_linear.yaml")
     assert summary["rows"] == {"train": 6, "val": 6, "test": 6}
     assert summary["test"]["mse"] <= 42.9  # the tutorial stops at 44.19; the optimum is 42.87
@@ -90,3 +91,32 @@ def test_mnist5k(cli, tmp_path, monkeypatch, config, target):
 def test_digits_mlp(cli, tmp_path):
     summary = train(cli, tmp_path, "digits_mlp.yaml")
     assert summary["test"]["accuracy"] >= 0.95
+
+
+def test_every_shipped_config_trains_from_any_folder_with_its_data_in_configs_data(cli, tmp_path, monkeypatch):
+    """The README's promise: put a config's data in configs/data/ and run it from anywhere."""
+    import shutil
+
+    from tests.helpers import write_idx_folder
+
+    project = tmp_path / "project"
+    shutil.copytree(CONFIGS, project / "configs")
+    data = project / "configs" / "data"
+    for name in ("california_housing.zip", "mnist-5k"):  # the downloads, placed as the README says
+        (data / name).symlink_to(SHARED_DATA / name)
+    write_idx_folder(data / "FashionMNIST" / "raw", n_train=300, n_test=60)  # what torchvision's download leaves
+    elsewhere = tmp_path / "somewhere" / "else"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("NNRUN_DATA_DIR", raising=False)
+    small = {"mnist5k_cnn.yaml": ["data.train_subset=400"], "fashion_mnist_cnn.yaml": ["model.channels=[8]"],
+             "california_housing_mlp.yaml": ["data.sample=2000"]}
+    trained = []
+    for config in sorted(p.name for p in CONFIGS.glob("*.yaml")):
+        if config == "cifar10_resnet18.yaml":
+            continue  # torchvision checks CIFAR's md5 sums, so only the real archive loads (no network here)
+        result = cli("train", project / "configs" / config, "epochs=1", *small.get(config, []),
+                     "--runs-dir", tmp_path / "runs" / config)
+        assert result.exit_code == 0, f"{config}: {result.output}"
+        trained.append(config)
+    assert len(trained) == len(list(CONFIGS.glob("*.yaml"))) - 1

@@ -204,6 +204,14 @@ BAD_INPUTS = {
     "fractional class labels": ("people.csv", {"target": "score", "task": "classification", "drop": ["label"]},
                                 "holds fractional numbers"),
     "not a CSV": ("people.xlsx", {"target": "label"}, "must be .csv, .csv.gz or .zip"),
+    # issue 11: used to be read as hundreds of classes, then blamed on the loss
+    "numbers with a few text cells": ("capped.csv", {"target": "score", "drop": ["label"]},
+                                      "target column 'score' holds numbers except 2 text cell(s), such as '500000+' "
+                                      "(row 3), '500000+' (row 7), so it is neither numbers nor class labels"),
+    # issue 11: used to be one-hot encoded into hundreds of features with only a note
+    "an identifier column": ("ids.csv", {"target": "score", "drop": ["label"]},
+                             "text column 'listing_id' has 40 distinct values in 40 rows, so it looks like an "
+                             "identifier"),
 }
 
 
@@ -220,6 +228,11 @@ def bad_files(tmp_path):
     nan_feature = frame.copy()
     nan_feature.loc[[1, 2], "age"] = np.nan
     nan_feature.to_csv(tmp_path / "nan_feature.csv", index=False)
+    capped = frame.copy()
+    capped["score"] = capped["score"].round(1).astype(object)
+    capped.loc[[3, 7], "score"] = "500000+"
+    capped.to_csv(tmp_path / "capped.csv", index=False)
+    frame.assign(listing_id=[f"L{i:05d}" for i in range(len(frame))]).to_csv(tmp_path / "ids.csv", index=False)
     one_class = frame.assign(label="rich")
     one_class.to_csv(tmp_path / "one_class.csv", index=False)
     _zip(tmp_path / "none.zip", {"readme.txt": "hello"})
@@ -238,3 +251,9 @@ def test_bad_csv_input_exits_2_with_one_line(cli, write_config, bad_files, case)
     assert line.startswith("error: ") and expected in line and line.endswith(")")
     assert "Traceback" not in result.output
     assert not (bad_files / "runs").exists()
+
+
+def test_an_identifier_listed_in_categorical_is_encoded_on_purpose(tmp_path):
+    frame = people(40).assign(listing_id=[f"L{i:05d}" for i in range(40)])
+    data = load(tmp_path, frame, target="score", drop=["label"], categorical=["city", "listing_id"])
+    assert sum(name.startswith("listing_id=") for name in data.feature_names) > 20

@@ -6,7 +6,8 @@ import torch
 from nnrun.config import validate
 from nnrun.data.batching import Batches
 from nnrun.data.bundle import load_data
-from nnrun.data.datasets import DATASETS, DataContext
+from nnrun.data.context import DataContext
+from nnrun.data.datasets import DATASETS
 from nnrun.data.preprocessing import FeaturePreprocessor, TargetScaler
 from nnrun.data.splits import split_indices
 from nnrun.errors import UserError

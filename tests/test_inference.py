@@ -167,3 +167,21 @@ def test_predict_fills_missing_values_with_the_stored_policy(cli, write_config, 
     result = cli("predict", run / "checkpoints" / "best.pth", tmp_path / "holes.csv", "--out", tmp_path / "x.csv")
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(tmp_path / "x.csv")) == 5
+
+
+def test_predict_and_eval_say_how_many_rows_hold_categories_training_never_saw(cli, write_config, tmp_path):
+    people(200).to_csv(tmp_path / "people.csv", index=False)
+    _, run, _ = train_run(cli, write_config, tmp_path, epochs=2,
+                          data={"type": "csv", "path": "people.csv", "target": "label", "drop": ["score"]})
+    rows = people(6).drop(columns=["score"])
+    rows.loc[[1, 4], "city"] = "Lille"
+    rows.to_csv(tmp_path / "new.csv", index=False)
+    note = "column 'city': 2 row(s) hold categories not seen in training ('Lille'), encoded as all zeros"
+    result = cli("predict", run / "checkpoints" / "best.pth", tmp_path / "new.csv", "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0 and note in result.stdout
+    result = cli("eval", run / "checkpoints" / "best.pth", "--data", tmp_path / "new.csv", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["notes"] == [note]
+    rows.loc[[1, 4], "city"] = "Paris"
+    rows.to_csv(tmp_path / "known.csv", index=False)
+    result = cli("predict", run / "checkpoints" / "best.pth", tmp_path / "known.csv", "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0 and "not seen in training" not in result.stdout

@@ -7,7 +7,7 @@ from nnrun.registry import Registry, check_value
 
 
 def make_registry() -> Registry:
-    reg = Registry("models")
+    reg = Registry("models", singular="model")
 
     @reg.register("mlp")
     def mlp(in_shape, out, /, *, hidden: list[int] = [64], act: Literal["relu", "tanh"] = "relu",  # noqa: B006
@@ -32,7 +32,7 @@ def test_duplicate_name_is_an_error():
 
 
 def test_entry_without_docstring_is_an_error():
-    reg = Registry("models")
+    reg = Registry("models", singular="model")
     with pytest.raises(ValueError, match="docstring"):
         @reg.register("bare")
         def bare():

@@ -1,6 +1,7 @@
 """`nnrun train --resume`: continuing a run gives exactly the run that was never stopped."""
 
 import csv
+import json
 import signal
 import subprocess
 import sys
@@ -53,12 +54,14 @@ def test_train_4_then_resume_to_10_equals_training_10(cli, write_config, tmp_pat
     assert "resuming after epoch 4 of 10" in result.stdout
     assert run_dirs(tmp_path / "resumed") == [run]  # the same folder
     assert_same_run(straight, run)
-    import json
-
     a = json.loads((straight / "summary.json").read_text())
     b = json.loads((run / "summary.json").read_text())
     assert a["test"] == b["test"] and a["best_epoch"] == b["best_epoch"]
     assert "epochs: 10" in (run / "config.yaml").read_text()
+    # Durations count both sessions, and the record says where the run was resumed.
+    assert b["seconds"]["total"] >= b["seconds"]["train"] > 0
+    assert [r["after_epoch"] for r in b["resumed"]] == [4] and a["resumed"] == []
+    assert "after epoch 4 (" in (run / "report.html").read_text()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -131,3 +134,29 @@ def test_extending_a_schedule_planned_for_the_run_length_is_refused(cli, write_c
     (run,) = run_dirs(tmp_path / "r")
     result = cli("train", "--resume", run, "epochs=6")
     assert result.exit_code == 2 and "onecycle schedule was planned for 3" in result.stderr
+
+
+def test_an_early_stopped_run_is_refused_with_the_override_that_continues_it(cli, write_config, tmp_path):
+    config = write_config(epochs=50, optimizer={"lr": 1e-9}, early_stopping={"patience": 2, "min_delta": 0.01})
+    assert cli("train", config, "--runs-dir", tmp_path / "r").exit_code == 0
+    (run,) = run_dirs(tmp_path / "r")
+    before = (run / "metrics.csv").read_text()
+    result = cli("train", "--resume", run)
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "the run stopped early at epoch 3" in line and "early_stopping.patience=12" in line
+    assert (run / "metrics.csv").read_text() == before  # nothing rewritten
+    result = cli("train", "--resume", run, "early_stopping.patience=12")
+    assert result.exit_code == 0, result.output
+    assert len(rows_of(run)) == 3 + 10  # ten more epochs without improvement, then it stops again
+
+
+def test_a_run_that_reached_stop_at_is_refused_until_the_threshold_moves(cli, write_config, tmp_path):
+    config = write_config(epochs=50, optimizer={"type": "adam", "lr": 0.05}, early_stopping={"stop_at": 0.5})
+    assert cli("train", config, "--runs-dir", tmp_path / "r").exit_code == 0
+    (run,) = run_dirs(tmp_path / "r")
+    stopped_at = len(rows_of(run))
+    result = cli("train", "--resume", run)
+    assert result.exit_code == 2 and "reached early_stopping.stop_at=0.5" in result.stderr
+    assert cli("train", "--resume", run, "early_stopping.stop_at=null", "epochs=" + str(stopped_at + 2)).exit_code == 0
+    assert len(rows_of(run)) == stopped_at + 2

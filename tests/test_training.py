@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from nnrun.checkpoints import load_checkpoint
-from nnrun.data.datasets import DATASETS, DataContext
+from nnrun.data.context import DataContext
+from nnrun.data.datasets import DATASETS
 from nnrun.metrics import epoch_columns
 from nnrun.models import build_model
 from tests.helpers import run_dirs
@@ -99,9 +100,9 @@ def test_best_checkpoint_is_the_best_monitored_epoch(cli, write_config, tmp_path
 
 
 def test_early_stopping_stops_after_patience(cli, write_config, tmp_path):
-    # lr 0 never improves after epoch 1, so patience 2 stops at epoch 3.
-    result, run = train(cli, write_config, tmp_path, epochs=50, optimizer={"lr": 0.0},
-                        early_stopping={"patience": 2})
+    # lr 1e-9 never improves by min_delta after epoch 1, so patience 2 stops at epoch 3.
+    result, run = train(cli, write_config, tmp_path, epochs=50, optimizer={"lr": 1e-9},
+                        early_stopping={"patience": 2, "min_delta": 0.01})
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stop_reason"] == "early_stopping" and summary["epochs_run"] == 3
     assert summary["best_epoch"] == 1 and len(read_rows(run)) == 3
@@ -137,3 +138,13 @@ def test_full_batch_gradient_descent_takes_one_step_per_epoch(cli, write_config,
                         scheduler={"type": "onecycle"})
     last = load_checkpoint(run / "checkpoints" / "last.pth")
     assert last["scheduler"]["last_epoch"] == 3  # onecycle steps once per batch: one batch per epoch
+
+
+def test_a_run_that_diverges_in_its_first_epoch_does_not_claim_a_checkpoint(cli, write_config, tmp_path):
+    result, run = train(cli, write_config, tmp_path, epochs=5, batch_size="full", loss="mse",
+                        data={"type": "make_regression", "scale": "none", "target_scale": "none"},
+                        optimizer={"lr": 1e30})
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "at epoch 1" in line and "no epoch finished, so no checkpoint was written" in line
+    assert "last.pth holds" not in line and not (run / "checkpoints" / "last.pth").exists()

@@ -13,7 +13,8 @@ import pandas as pd
 import torch
 
 from nnrun.data.batching import Batches
-from nnrun.data.datasets import DATASETS, DataContext
+from nnrun.data.context import DataContext
+from nnrun.data.datasets import DATASETS
 from nnrun.data.images import Augment, ImageTable, channel_stats
 from nnrun.data.preprocessing import FeaturePreprocessor, TargetScaler
 from nnrun.data.splits import Split, split_indices
@@ -98,12 +99,12 @@ class DataBundle:
 
 
 def load_data(cfg: DataConfig, *, seed: int, device: torch.device, data_dir: Path = Path("data"),
-              preprocessing: dict[str, Any] | None = None) -> DataBundle:
+              config_dir: Path | None = None, preprocessing: dict[str, Any] | None = None) -> DataBundle:
     """Build the dataset, split it with `seed`, fit the preprocessing on train, move the splits to `device`.
 
     With `preprocessing` (a checkpoint's stored state) nothing is fitted: the stored statistics are applied.
     """
-    table = build_table(cfg, data_dir)
+    table = build_table(cfg, DataContext(data_dir=Path(data_dir), config_dir=config_dir))
     index, notes = split_rows(table, cfg.split, seed)
     if isinstance(table, (ImageTable, ImageFileTable)):
         return _image_bundle(table, index, notes, device, preprocessing, seed)
@@ -202,10 +203,10 @@ def _image_bundle(table: ImageTable | ImageFileTable, index: dict[str, np.ndarra
     )
 
 
-def build_table(cfg: DataConfig, data_dir: Path) -> Table | ImageTable:
+def build_table(cfg: DataConfig, ctx: DataContext) -> Table | ImageTable:
     """Call the dataset's builder; a builder's complaint about its settings is a UserError."""
     try:
-        table = DATASETS.build(cfg.type, DataContext(data_dir=Path(data_dir)), **cfg.kwargs)
+        table = DATASETS.build(cfg.type, ctx, **cfg.kwargs)
     except ValueError as exc:
         raise UserError(f"data '{cfg.type}' could not be built: {exc} (fix the data settings)") from None
     _check_table(table, cfg.type)

@@ -16,22 +16,9 @@ from nnrun.data.tables import Table
 from nnrun.errors import UserError, hint
 
 MAX_AUTO_CLASSES = 20  # an integer target with at most this many values is read as class labels
+MOSTLY = 0.05  # a target column whose text cells are at most this share of it is numbers with typos
+IDENTIFIER_SHARE = 0.5  # a text column with distinct values on at least this share of rows looks like an id
 SPLIT_NAMES = ("train", "val", "test")
-
-
-def resolve_path(path: str, data_dir: Path, *, folder: bool = False) -> Path:
-    """An absolute path as is; a relative one under the data directory, else under the current directory."""
-    given = Path(path).expanduser()
-    if given.is_absolute():
-        candidates = [given]
-    else:
-        candidates = [Path(data_dir) / given, Path.cwd() / given]
-    for candidate in candidates:
-        if candidate.is_dir() if folder else candidate.is_file():
-            return candidate
-    where = " or ".join(f"'{c}'" for c in dict.fromkeys(candidates))
-    raise UserError(f"data {'folder' if folder else 'file'} '{path}' not found (looked for {where}; put it in the "
-                    f"data directory, or pass --data-dir DIR or set NNRUN_DATA_DIR to the folder that holds it)")
 
 
 def read_frame(path: Path) -> pd.DataFrame:
@@ -98,6 +85,7 @@ def csv_table(frame: pd.DataFrame, *, name: str, target: str, features: list[str
     y, task, class_names = _read_target(frame[target], target, task, notes)
     if categorical == "auto":
         categorical = [c for c in feature_columns if not pd.api.types.is_numeric_dtype(frame[c])]
+        _refuse_identifiers(frame, categorical)
         if categorical:
             counts = ", ".join(f"{c} ({frame[c].nunique()} values)" for c in categorical)
             notes.append(f"one-hot encoding the text columns {counts}; set data.categorical to choose them yourself")
@@ -151,6 +139,8 @@ def _read_target(column: pd.Series, name: str, task: str, notes: list[str]) -> t
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
     values = column.to_numpy()
     integral = numeric and np.all(np.mod(values.astype(np.float64), 1) == 0)
+    if not numeric and task != "classification":
+        _refuse_mostly_numbers(column, name, asked=task)
     if task == "auto":
         # Few distinct integers are class labels, unless nearly every row has its own (a tiny regression table).
         few = column.nunique() <= min(MAX_AUTO_CLASSES, len(column) / 2)
@@ -174,6 +164,29 @@ def _read_target(column: pd.Series, name: str, task: str, notes: list[str]) -> t
                         f"classify (check data.target, or give rows of at least two classes)")
     codes = np.searchsorted(classes, labels.to_numpy())
     return codes.astype(np.int64), task, [str(c) for c in classes]
+
+
+def _refuse_mostly_numbers(column: pd.Series, name: str, *, asked: str) -> None:
+    """A target of numbers with a few text cells ("500000+") is a dirty regression target, not hundreds of classes."""
+    present = column.dropna()
+    parsed = pd.to_numeric(present, errors="coerce")
+    text = present[parsed.isna()]
+    if len(present) and not text.empty and len(text) <= MOSTLY * len(present) and parsed.nunique() > MAX_AUTO_CLASSES:
+        shown = ", ".join(f"{value!r} (row {row})" for row, value in text.head(3).items())
+        raise UserError(f"target column '{name}' holds numbers except {len(text)} text cell(s), such as {shown}, so it "
+                        f"is neither numbers nor class labels (fix or drop those rows; or, if the values are labels, "
+                        f"set data.task=classification)")
+
+
+def _refuse_identifiers(frame: pd.DataFrame, columns: list[str]) -> None:
+    """A text column with a value on nearly every row (an id) would one-hot into as many features, all noise."""
+    for column in columns:
+        distinct = frame[column].nunique()
+        if distinct > MAX_AUTO_CLASSES and distinct >= IDENTIFIER_SHARE * len(frame):
+            raise UserError(f"text column '{column}' has {distinct} distinct values in {len(frame)} rows, so it looks "
+                            f"like an identifier: one-hot encoding would add {distinct} features that cannot "
+                            f"generalize (leave it out: data.drop=[{column}]; or, to encode it anyway, list it in "
+                            f"data.categorical)")
 
 
 def _read_split(column: pd.Series, name: str) -> np.ndarray:

@@ -8,27 +8,28 @@ The bundled scikit-learn datasets ship inside the package (no download). The syn
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 
 from nnrun.data import images
-from nnrun.data.csv_table import csv_table, read_frame, resolve_path
+from nnrun.data.context import DataContext
+from nnrun.data.csv_table import csv_table, read_frame
 from nnrun.data.images import ImageTable
 from nnrun.data.tables import Table
-from nnrun.registry import Registry
+from nnrun.registry import (
+    Bound,
+    Count,
+    Fraction,
+    NonNegative,
+    NonNegativeInt,
+    Positive,
+    Registry,
+    Seed,
+)
 
-DATASETS = Registry("datasets")
-
-
-@dataclass(frozen=True)
-class DataContext:
-    """What nnrun tells a dataset builder: where relative data paths resolve."""
-
-    data_dir: Path = Path("data")
+DATASETS = Registry("datasets", singular="dataset")
 
 
 def _bundled(loader: str, task: str) -> Table:
@@ -72,8 +73,9 @@ def diabetes(ctx: DataContext, /) -> Table:
 
 
 @DATASETS.register("make_regression", task="regression")
-def make_regression(ctx: DataContext, /, *, n_samples: int = 100, n_features: int = 1,
-                    n_informative: int | None = None, noise: float = 20.0, bias: float = 0.0, seed: int = 0) -> Table:
+def make_regression(ctx: DataContext, /, *, n_samples: Count = 100, n_features: Count = 1,
+                    n_informative: Count | None = None, noise: NonNegative = 20.0, bias: float = 0.0,
+                    seed: Seed = 0) -> Table:
     """Random linear regression problem (sklearn make_regression) with Gaussian noise of std `noise`."""
     from sklearn import datasets as skd
 
@@ -83,8 +85,9 @@ def make_regression(ctx: DataContext, /, *, n_samples: int = 100, n_features: in
 
 
 @DATASETS.register("make_classification", task="classification")
-def make_classification(ctx: DataContext, /, *, n_samples: int = 200, n_features: int = 4, n_informative: int = 2,
-                        n_classes: int = 2, class_sep: float = 1.0, noise: float = 0.01, seed: int = 0) -> Table:
+def make_classification(ctx: DataContext, /, *, n_samples: Count = 200, n_features: Count = 4,
+                        n_informative: Count = 2, n_classes: Annotated[int, Bound(ge=2)] = 2,
+                        class_sep: Positive = 1.0, noise: Fraction = 0.01, seed: Seed = 0) -> Table:
     """Random classification problem (sklearn make_classification); `noise` is the fraction of flipped labels."""
     from sklearn import datasets as skd
 
@@ -95,7 +98,7 @@ def make_classification(ctx: DataContext, /, *, n_samples: int = 200, n_features
 
 
 @DATASETS.register("moons", task="classification")
-def moons(ctx: DataContext, /, *, n_samples: int = 200, noise: float = 0.1, seed: int = 0) -> Table:
+def moons(ctx: DataContext, /, *, n_samples: Count = 200, noise: NonNegative = 0.1, seed: Seed = 0) -> Table:
     """Two interleaving half circles in 2-D: a small non-linear binary problem."""
     from sklearn import datasets as skd
 
@@ -104,8 +107,8 @@ def moons(ctx: DataContext, /, *, n_samples: int = 200, noise: float = 0.1, seed
 
 
 @DATASETS.register("product", task="regression")
-def product(ctx: DataContext, /, *, n_samples: int = 1000, noise: float = 0.0, low: float = 1.0,
-            high: float = 10.0, seed: int = 0) -> Table:
+def product(ctx: DataContext, /, *, n_samples: Count = 1000, noise: NonNegative = 0.0, low: float = 1.0,
+            high: float = 10.0, seed: Seed = 0) -> Table:
     """y = x1 * x2 with x1, x2 uniform in [low, high), plus Gaussian noise of std `noise`."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(low, high, size=(n_samples, 2))
@@ -129,12 +132,12 @@ def csv(
     categorical: Literal["auto"] | list[str] = "auto",
     missing: Literal["error", "drop", "mean", "median", "most_frequent"] = "error",
     task: Literal["auto", "classification", "regression"] = "auto",
-    sample: int | None = None,
-    seed: int = 0,
+    sample: Count | None = None,
+    seed: Seed = 0,
     split_column: str | None = None,
 ) -> Table:
     """Your own .csv, .csv.gz or one-CSV .zip; a relative path is looked up in the data directory."""
-    file = resolve_path(path, ctx.data_dir)
+    file = ctx.find(path)
     return csv_table(read_frame(file), name=path, target=target, features=features, drop=drop,
                      categorical=categorical, missing=missing, task=task, sample=sample, seed=seed,
                      split_column=split_column)
@@ -153,11 +156,11 @@ def _image_options(table: ImageTable, *, train_subset: int | None, test_subset: 
 
 
 @DATASETS.register("idx", task="classification")
-def idx(ctx: DataContext, /, *, path: str, class_names: list[str] | None = None, train_subset: int | None = None,
-        test_subset: int | None = None, subset_seed: int | None = None, normalize: Normalize = "auto",
-        random_crop: int = 0, horizontal_flip: bool = False) -> ImageTable:
+def idx(ctx: DataContext, /, *, path: str, class_names: list[str] | None = None, train_subset: Count | None = None,
+        test_subset: Count | None = None, subset_seed: Seed | None = None, normalize: Normalize = "auto",
+        random_crop: NonNegativeInt = 0, horizontal_flip: bool = False) -> ImageTable:
     """A folder of the four standard IDX files (train/t10k images and labels, plain or .gz), as MNIST ships."""
-    table = images.idx_table(resolve_path(path, ctx.data_dir, folder=True), class_names=class_names)
+    table = images.idx_table(ctx.find(path, folder=True), class_names=class_names)
     return _image_options(table, train_subset=train_subset, test_subset=test_subset, subset_seed=subset_seed,
                           normalize=normalize, random_crop=random_crop, horizontal_flip=horizontal_flip)
 
@@ -166,23 +169,25 @@ def idx(ctx: DataContext, /, *, path: str, class_names: list[str] | None = None,
 def torchvision(ctx: DataContext, /, *,
                 name: Literal["FashionMNIST", "MNIST", "KMNIST", "EMNIST", "CIFAR10", "CIFAR100", "SVHN"],
                 root: str = ".", download: bool = False, emnist_split: str = "balanced",
-                train_subset: int | None = None, test_subset: int | None = None, subset_seed: int | None = None,
-                normalize: Normalize = "auto", random_crop: int = 0, horizontal_flip: bool = False) -> ImageTable:
+                train_subset: Count | None = None, test_subset: Count | None = None, subset_seed: Seed | None = None,
+                normalize: Normalize = "auto", random_crop: NonNegativeInt = 0,
+                horizontal_flip: bool = False) -> ImageTable:
     """A torchvision dataset with its own train/test sets; `root` is under the data directory."""
-    folder = Path(root).expanduser()
-    folder = folder if folder.is_absolute() else Path(ctx.data_dir) / folder
+    # The first place that holds the dataset's folder; else the data directory, where a download would go.
+    places = ctx.candidates(root)
+    folder = next((p for p in places if (p / name).is_dir() or (p / name.lower()).is_dir()), places[0])
     table = images.torchvision_table(name, folder, download=download, emnist_split=emnist_split)
     return _image_options(table, train_subset=train_subset, test_subset=test_subset, subset_seed=subset_seed,
                           normalize=normalize, random_crop=random_crop, horizontal_flip=horizontal_flip)
 
 
 @DATASETS.register("image_folder", task="classification")
-def image_folder(ctx: DataContext, /, *, path: str, resize: list[int] | None = None, grayscale: bool | None = None,
-                 normalize: Normalize = "auto", random_crop: int = 0, horizontal_flip: bool = False,
+def image_folder(ctx: DataContext, /, *, path: str, resize: list[Count] | None = None, grayscale: bool | None = None,
+                 normalize: Normalize = "auto", random_crop: NonNegativeInt = 0, horizontal_flip: bool = False,
                  in_memory: Literal["auto", "yes", "no"] = "auto") -> ImageTable:
     """Images in one subfolder per class (PNG, JPEG, ...); decoded once into memory, or streamed by
     DataLoader workers when larger than 2 GiB (`in_memory`); `resize` to [height, width]."""
-    table = images.folder_table(resolve_path(path, ctx.data_dir, folder=True), resize=resize, grayscale=grayscale,
+    table = images.folder_table(ctx.find(path, folder=True), resize=resize, grayscale=grayscale,
                                 in_memory=in_memory)
     return _image_options(table, train_subset=None, test_subset=None, subset_seed=None, normalize=normalize,
                           random_crop=random_crop, horizontal_flip=horizontal_flip)
