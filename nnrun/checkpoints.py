@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import nnrun
-from nnrun.errors import UserError
+from nnrun.errors import UserError, writing
 
 FORMAT = "nnrun-checkpoint"
 FORMAT_VERSION = 1
@@ -41,13 +41,10 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, buffer)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as file:
-            try:
-                file.write(buffer.getbuffer())
-                file.flush()
-                os.fsync(file.fileno())
-            except OSError as exc:
-                raise OSError(exc.errno, exc.strerror, str(path)) from None
+        with writing(path), os.fdopen(fd, "wb") as file:
+            file.write(buffer.getbuffer())
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

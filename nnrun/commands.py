@@ -88,6 +88,7 @@ def resume(target: Path, overrides: list[str], *, runs_dir: Path, data_dir: Path
     folder = path.resolve().parent
     if folder.name == "checkpoints":
         run = Run(folder.parent)
+        run.remove_stale_temp_files()
     else:
         run = Run.create(runs_dir, cfg.name)
         console.print(f"[yellow]note[/] '{path}' is not inside a run folder: continuing in {run.root}")
@@ -130,7 +131,7 @@ def _train(exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None) -
             then = f"redraw them with: nnrun plot {run.root}"
             problem = write_problem(exc, then=then)
             raise UserError(f"training finished ({summary['stop_reason']}) and its results are saved, but the plots "
-                            f"could not be written: {problem.problems[0]}" if problem else exc) from None
+                            f"and report could not be written: {problem.problems[0]}" if problem else exc) from None
         _print_result(summary, log)
     finally:
         try:

@@ -21,7 +21,7 @@ from nnrun.data.splits import Split
 from nnrun.errors import UserError, hint
 from nnrun.losses import LOSSES, output_activation_problem, resolve_output_activation
 from nnrun.metrics import MONITORABLE, resolve_mode
-from nnrun.models import MODELS, OUTPUT_ACTIVATIONS
+from nnrun.models import MODELS, OUTPUT_ACTIVATIONS, uses_batchnorm
 from nnrun.optimizers import OPTIMIZERS
 from nnrun.registry import Registry, Seed, check_value, format_value, unknown_key
 from nnrun.schedulers import SCHEDULERS
@@ -145,6 +145,29 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
 
+MAX_VALUES = 100_000  # a config holds a few dozen; YAML aliases can nest into billions ("billion laughs")
+
+
+def _expands_too_far(value: Any) -> bool:
+    """Whether a loaded YAML value holds more than MAX_VALUES values once its aliases are expanded.
+
+    Shared (aliased) lists and dicts are counted each time they appear, as every later walk would see them; the
+    walk stops at the limit, so a bomb costs at most MAX_VALUES steps here.
+    """
+    seen, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def load_yaml(path: Path) -> dict[str, Any]:
     """Read a config file into a dict; a missing file or bad YAML is a UserError naming the spot."""
     path = Path(path)
@@ -160,6 +183,9 @@ def load_yaml(path: Path) -> dict[str, Any]:
         raise UserError(f"{where}: invalid YAML: {problem} (fix the syntax at that line)") from None
     except UnicodeDecodeError:
         raise UserError(f"config file '{path}' is not UTF-8 text (give a YAML file)") from None
+    if _expands_too_far(raw):
+        raise UserError(f"config file '{path}' expands to more than {MAX_VALUES:,} values through its YAML aliases "
+                        f"(write the values out instead of nesting anchors)")
     if raw is None:
         raise UserError(f"config file '{path}' is empty (start from one of the files in configs/)")
     if not isinstance(raw, dict):
@@ -171,9 +197,13 @@ def load_yaml(path: Path) -> dict[str, Any]:
 def parse_value(text: str) -> Any:
     """A command-line value, read as a YAML scalar or flow list: `0.01`, `[64,32]`, `true`, `adam`."""
     try:
-        return yaml.load(text, Loader=_Loader) if text.strip() else None
+        value = yaml.load(text, Loader=_Loader) if text.strip() else None
     except yaml.YAMLError:
         return text
+    if _expands_too_far(value):
+        raise UserError(f"the value '{text[:40]}...' expands to more than {MAX_VALUES:,} values through its YAML "
+                        f"aliases (write the values out)")
+    return value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -255,6 +285,9 @@ def validate(raw: dict[str, Any], *, source: Path | None = None, config_dir: str
     optimizer = _component(raw.get("optimizer"), "optimizer", OPTIMIZERS, problems)
     scheduler = _component(raw.get("scheduler"), "scheduler", SCHEDULERS, problems) if raw.get("scheduler") else None
     early_stopping = _early_stopping(raw.get("early_stopping"), problems)
+    if model and batch_size == 1 and uses_batchnorm(model.type, model.kwargs):
+        problems.append(f"model '{model.type}' has BatchNorm layers, which cannot train on batches of one row "
+                        f"(set batch_size=2 or more, or model.batchnorm=false)")
     if data and loss and data.type in DATASETS and "task" in DATASETS.get(data.type).meta:
         problems += task_problems(loss.type, DATASETS.get(data.type).meta["task"], f"dataset '{data.type}'")
 
@@ -359,7 +392,7 @@ def _model(node: Any, loss: Component | None, problems: list[str]) -> ModelConfi
     node = node if isinstance(node, dict) else {}
     activation = node.get("output_activation", MODEL_KEYS["output_activation"])
     activation = "none" if activation is None else activation
-    if activation != "auto" and activation not in OUTPUT_ACTIVATIONS:
+    if activation != "auto" and (not isinstance(activation, str) or activation not in OUTPUT_ACTIVATIONS):
         problems.append(_choice_problem("model.output_activation", activation, ["auto", *OUTPUT_ACTIVATIONS]))
         return ModelConfig(component.type, component.kwargs, "none")
     if loss is not None and loss.type in LOSSES:

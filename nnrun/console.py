@@ -33,8 +33,9 @@ def format_number(value: float | int | None, *, digits: int = 4) -> str:
 
 
 def print_error(message: str) -> None:
-    """`error: <what> (<how to fix>)` as one red line on stderr."""
-    err_console.print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
+    """`error: <what> (<how to fix>)` as one red line on stderr (line breaks in names it quotes are escaped)."""
+    one_line = message.replace("\r", "\\r").replace("\n", "\\n")
+    err_console.print(Text(f"error: {one_line}", style="bold red"), soft_wrap=True)
 
 
 def print_note(message: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+from contextlib import contextmanager
+from pathlib import Path
 import errno
 from collections.abc import Iterable
 
@@ -23,6 +25,17 @@ class UserError(Exception):
 # Failed writes that are the machine's state, not a bug: a full disk, a read-only or unwritable folder.
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR,
                 errno.EEXIST, errno.EIO, errno.EISDIR}
+
+
+@contextmanager
+def writing(path: Path):
+    """Name the file in an OSError raised while writing it (a full disk fails mid-write, without a name)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
 
 
 def write_problem(exc: OSError, *, then: str = "") -> UserError | None:

@@ -143,13 +143,13 @@ def _resnet(depth: int, in_shape: tuple[int, ...], out_features: int, small_inpu
     return model
 
 
-@MODELS.register("resnet18")
+@MODELS.register("resnet18", batchnorm=True)
 def resnet18(in_shape: tuple[int, ...], out_features: int, /, *, small_input: bool = True) -> nn.Module:
     """torchvision ResNet-18 from scratch (weights=None), its first conv adapted to small and 1-channel images."""
     return _resnet(18, in_shape, out_features, small_input)
 
 
-@MODELS.register("resnet34")
+@MODELS.register("resnet34", batchnorm=True)
 def resnet34(in_shape: tuple[int, ...], out_features: int, /, *, small_input: bool = True) -> nn.Module:
     """torchvision ResNet-34 from scratch (weights=None), its first conv adapted to small and 1-channel images."""
     return _resnet(34, in_shape, out_features, small_input)
@@ -167,6 +167,11 @@ class Standardize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, channels, height, width) uint8
         x = (x.float() / 255 - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def uses_batchnorm(name: str, kwargs: dict) -> bool:
+    """Does the model have BatchNorm layers (which cannot train on a batch of one row)?"""
+    return name in MODELS and bool(MODELS.get(name).meta.get("batchnorm") or kwargs.get("batchnorm"))
 
 
 def hidden_activation_note(kwargs: dict) -> str | None:

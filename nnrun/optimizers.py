@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Annotated
 
 import torch
 
-from nnrun.registry import Fraction, NonNegative, Positive, Registry
+from nnrun.registry import Fraction, Length, NonNegative, Positive, Registry
 
 OPTIMIZERS = Registry("optimizers", singular="optimizer")
+Betas = Annotated[list[Fraction], Length(2)]  # Adam's two moment decay rates
 
 
 @OPTIMIZERS.register("sgd")
@@ -22,7 +24,7 @@ def sgd(params: Iterable[torch.Tensor], /, *, lr: Positive = 0.01, momentum: Non
 
 @OPTIMIZERS.register("adam")
 def adam(params: Iterable[torch.Tensor], /, *, lr: Positive = 0.001,
-         betas: list[Fraction] = [0.9, 0.999],  # noqa: B006
+         betas: Betas = [0.9, 0.999],  # noqa: B006
          eps: Positive = 1e-8, weight_decay: NonNegative = 0.0, amsgrad: bool = False) -> torch.optim.Optimizer:
     """Adam: adaptive moments; a good default for most problems."""
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
@@ -30,7 +32,7 @@ def adam(params: Iterable[torch.Tensor], /, *, lr: Positive = 0.001,
 
 @OPTIMIZERS.register("adamw")
 def adamw(params: Iterable[torch.Tensor], /, *, lr: Positive = 0.001,
-          betas: list[Fraction] = [0.9, 0.999],  # noqa: B006
+          betas: Betas = [0.9, 0.999],  # noqa: B006
           eps: Positive = 1e-8, weight_decay: NonNegative = 0.01, amsgrad: bool = False) -> torch.optim.Optimizer:
     """AdamW: Adam with decoupled weight decay."""
     return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from nnrun.errors import UserError
+from nnrun.errors import UserError, writing
 from nnrun.metrics import regression_report
 from nnrun.runs import Run, RunFiles, read_run
 
@@ -220,7 +220,8 @@ def comparison_figure(runs: list[RunFiles], labels: list[str], column: str) -> F
 def save(fig: Figure, path: Path) -> None:
     """Write a figure as PNG through the Agg canvas (no display needed)."""
     FigureCanvasAgg(fig)
-    fig.savefig(path)
+    with writing(path):
+        fig.savefig(path)
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------

@@ -41,6 +41,13 @@ class Bound:
         return " and ".join(parts)
 
 
+@dataclass(frozen=True)
+class Length:
+    """How many items a list must hold, as `Annotated` metadata: `Annotated[list[float], Length(2)]`."""
+
+    items: int
+
+
 # The constrained types builders annotate their settings with; validation checks them before any work starts.
 Count = Annotated[int, Bound(ge=1)]  # sizes, epochs, steps
 NonNegativeInt = Annotated[int, Bound(ge=0)]
@@ -192,8 +199,12 @@ def check_value(value: Any, annotation: Any) -> tuple[bool, Any]:
         return value in args, value
     if origin is Annotated:
         ok, converted = check_value(value, args[0])
-        bounds = [b for b in annotation.__metadata__ if isinstance(b, Bound)]
-        return ok and all(b.holds(converted) for b in bounds), converted
+        for rule in annotation.__metadata__:
+            if isinstance(rule, Bound):
+                ok = ok and rule.holds(converted)
+            elif isinstance(rule, Length):
+                ok = ok and isinstance(value, (list, tuple)) and len(value) == rule.items
+        return ok, converted
     if origin in (list, tuple):
         item_type = args[0] if args else Any
         items = value if isinstance(value, (list, tuple)) else [value]
@@ -229,6 +240,9 @@ def describe_type(annotation: Any) -> str:
     if origin is Literal:
         return "one of " + ", ".join(str(a) for a in args)
     if origin is Annotated:
+        length = next((m.items for m in annotation.__metadata__ if isinstance(m, Length)), None)
+        if length is not None:  # "a list of 2 numbers, each ..."
+            return describe_type(args[0]).replace("a list of", f"a list of {length}", 1)
         return f"{describe_type(args[0])} {_bound_words(annotation)}".strip()
     if origin in (list, tuple):
         item = args[0] if args else Any
@@ -253,7 +267,8 @@ def type_name(annotation: Any) -> str:
     if origin is Literal:
         return "{" + ", ".join(str(a) for a in args) + "}"
     if origin is Annotated:
-        return f"{type_name(args[0])} {_bound_words(annotation)}".strip()
+        length = next((m.items for m in annotation.__metadata__ if isinstance(m, Length)), None)
+        return f"{type_name(args[0])} {_bound_words(annotation)}".strip() + (f" of {length}" if length else "")
     if origin in (list, tuple):
         return f"list[{type_name(args[0])}]" if args else "list"
     return getattr(annotation, "__name__", str(annotation))
@@ -265,8 +280,8 @@ def format_value(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        return f"'{value}'"
+    if isinstance(value, str):  # control characters shown escaped, so a message stays one line
+        return "'" + "".join(c if c.isprintable() else repr(c)[1:-1] for c in value) + "'"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(format_value(v).strip("'") for v in value) + "]"
     return str(value)
@@ -290,6 +305,9 @@ def _example(annotation: Any) -> Any:
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
         return _example(next(a for a in args if a is not type(None)))
+    if origin is Annotated and any(isinstance(m, Length) for m in annotation.__metadata__):
+        items = next(m.items for m in annotation.__metadata__ if isinstance(m, Length))
+        return [_example(typing.get_args(args[0])[0]) for _ in range(items)]
     if origin is Annotated:
         bound = next((b for b in annotation.__metadata__ if isinstance(b, Bound)), Bound())
         low = bound.ge if bound.ge is not None else bound.gt

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from nnrun.errors import writing
 from nnrun.runs import Run, RunFiles
 
 STYLE = """
@@ -59,7 +60,8 @@ def write_report(run: RunFiles, plots: list[Path]) -> Path:
     page = (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><title>{_e(run.name)}: nnrun report"
             f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
     out = Run(run.root).report_path
-    out.write_text(page, encoding="utf-8")
+    with writing(out):
+        out.write_text(page, encoding="utf-8")
     return out
 
 

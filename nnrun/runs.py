@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from nnrun.errors import UserError, write_problem
+from nnrun.errors import UserError, write_problem, writing
 
 
 class Run:
@@ -48,6 +48,13 @@ class Run:
                 raise write_problem(exc) or exc from None
             return cls(root)
         raise RuntimeError(f"could not create a new run folder in {runs_dir}")
+
+    def remove_stale_temp_files(self) -> list[Path]:
+        """Temp files a killed writer left (a SIGKILL mid-save cannot clean up); the checkpoints beside them are whole."""
+        stale = list((self.root / "checkpoints").glob(".*.tmp")) + list(self.root.glob(".*.tmp"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     def resume_hint(self) -> str:
         """What to run once a failure's cause is fixed: resume, when a last.pth exists."""
@@ -113,7 +120,7 @@ class MetricsWriter:
     """
 
     def __init__(self, path: Path, columns: list[str], *, rows: list[dict[str, float]] | None = None):
-        self.columns = columns
+        self.columns, self.path = columns, path
         if rows is not None or not path.exists():
             tmp = path.with_name(f".{path.name}.tmp")
             with open(tmp, "w", newline="", encoding="utf-8") as file:
@@ -125,8 +132,9 @@ class MetricsWriter:
         self._writer = csv.DictWriter(self._file, fieldnames=columns)
 
     def write(self, row: dict[str, float]) -> None:
-        self._writer.writerow({k: _cell(row.get(k)) for k in self.columns})
-        self._file.flush()
+        with writing(self.path):
+            self._writer.writerow({k: _cell(row.get(k)) for k in self.columns})
+            self._file.flush()
 
     def close(self) -> None:
         self._file.close()

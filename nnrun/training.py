@@ -25,7 +25,7 @@ from rich.progress import (
 from nnrun.checkpoints import save_checkpoint, versions
 from nnrun.config import EarlyStopping
 from nnrun.console import RunLog, console, format_number
-from nnrun.errors import Interrupted
+from nnrun.errors import Interrupted, writing
 from nnrun.evaluation import evaluate, split_report
 from nnrun.experiment import Experiment
 from nnrun.metrics import EPOCH_METRICS, epoch_columns
@@ -174,10 +174,12 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
     if best_weights is not None and stop.reason != "interrupted" and exp.data.test is not None:
         exp.model.load_state_dict(best_weights)
         test, output = split_report(exp.model, exp.data.test, loss_fn=exp.loss_fn, task=task, speed=exp.speed)
-        task.predictions(output, exp.data.test.y, exp.data.test.rows).to_csv(run.predictions_path, index=False)
+        with writing(run.predictions_path):
+            task.predictions(output, exp.data.test.y, exp.data.test.rows).to_csv(run.predictions_path, index=False)
     summary = _summary(exp, run, state, stop=stop, test=test, threads=threads,
                        seconds={"total": time.perf_counter() - started, "compile": compiling.total})
-    run.summary_path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    with writing(run.summary_path):
+        run.summary_path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n", encoding="utf-8")
     if stop.reason == "interrupted":
         raise Interrupted(stop.detail)
     return summary

@@ -38,3 +38,12 @@ def test_every_config_key_and_registered_name_is_documented():
     for registry in REGISTRIES.values():
         for entry in registry:
             assert f"`{entry.name}`" in README, f"{registry.kind}: {entry.name}"
+
+
+def test_every_test_the_readme_names_exists():
+    """The Guarantees section names the test behind each promise; a renamed or deleted test breaks the link."""
+    named = set(re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?`", README))
+    assert len(named) >= 10
+    for path, test in named:
+        source = (ROOT / path).read_text()
+        assert not test or re.search(rf"^def {test}\(", source, flags=re.M), f"{path}::{test}"

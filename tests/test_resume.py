@@ -64,8 +64,8 @@ def test_train_4_then_resume_to_10_equals_training_10(cli, write_config, tmp_pat
     assert "after epoch 4 (" in (run / "report.html").read_text()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_killed_run_resumes_exactly(cli, write_config, tmp_path, signum):
+def test_killed_run_resumes_exactly(cli, write_config, tmp_path, signum=signal.SIGTERM):
+    """SIGTERM here; SIGINT takes the same handler, and tests/robustness/test_faults.py sends both at random."""
     config = write_config(epochs=1000, batch_size=1, **STATEFUL)  # slow epochs: the signal lands mid-run
     proc = subprocess.Popen([sys.executable, "-m", "nnrun", "train", str(config), "--runs-dir", str(tmp_path / "r")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

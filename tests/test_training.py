@@ -84,6 +84,18 @@ def test_same_seed_same_metrics_other_seed_other_metrics(cli, write_config, tmp_
     assert first != other
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_same_config_and_thread_count_give_bit_identical_weights(cli, write_config, tmp_path, threads):
+    """The README's determinism promise: a fixed thread count reruns bit for bit, on wide layers too."""
+    runs = [train(cli, write_config, tmp_path, f"threads={threads}", epochs=3, data={"type": "digits"},
+                  model={"hidden": [256, 128], "dropout": 0.1})[1] for _ in range(2)]
+    weights = [load_checkpoint(run / "checkpoints" / "last.pth")["model"] for run in runs]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    rows = [[{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in read_rows(run)] for run in runs]
+    assert rows[0] == rows[1]
+
+
 def test_best_checkpoint_is_the_best_monitored_epoch(cli, write_config, tmp_path):
     result, run = train(cli, write_config, tmp_path, epochs=8)
     summary = json.loads((run / "summary.json").read_text())

@@ -16,7 +16,7 @@ from nnrun.data.batching import Batches
 from nnrun.data.context import DataContext
 from nnrun.data.datasets import DATASETS
 from nnrun.data.images import Augment, ImageTable, channel_stats
-from nnrun.data.preprocessing import FeaturePreprocessor, TargetScaler
+from nnrun.data.preprocessing import LARGEST, FeaturePreprocessor, TargetScaler
 from nnrun.data.splits import Split, split_indices
 from nnrun.data.streaming import ImageFileTable, StreamedSplit
 from nnrun.data.tables import Table
@@ -246,3 +246,6 @@ def _check_table(table: Table | ImageTable, name: str) -> None:
             raise UserError(f"data '{name}' has a single class, nothing to classify (give at least two classes)")
     elif not np.isfinite(table.target).all():
         raise UserError(f"data '{name}' has missing or infinite target values (drop those rows)")
+    elif np.abs(table.target).max() > LARGEST:
+        raise UserError(f"data '{name}' has target values as large as {np.abs(table.target).max():.4g}, beyond what "
+                        f"float32 training can use (rescale the target, for example to thousands or millions)")

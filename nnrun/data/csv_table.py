@@ -138,6 +138,9 @@ def _handle_missing(frame: pd.DataFrame, features: list[str], target: str, missi
 def _read_target(column: pd.Series, name: str, task: str, notes: list[str]) -> tuple[np.ndarray, str, list[str] | None]:
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
     values = column.to_numpy()
+    if numeric and not np.isfinite(values.astype(np.float64)).all():
+        row = column.index[~np.isfinite(values.astype(np.float64))][0]
+        raise UserError(f"target column '{name}' holds an infinite value (row {row}) (fix or drop that row)")
     integral = numeric and np.all(np.mod(values.astype(np.float64), 1) == 0)
     if not numeric and task != "classification":
         _refuse_mostly_numbers(column, name, asked=task)

@@ -15,6 +15,8 @@ import pandas as pd
 from nnrun.errors import UserError
 
 FILLS = ("mean", "median", "most_frequent")
+# Feature and target values must stay far below float32's 3.4e38: squares and sums of them are taken in training.
+LARGEST = 1e30
 
 
 class FeaturePreprocessor:
@@ -121,6 +123,12 @@ class FeaturePreprocessor:
         if not np.isfinite(matrix).all():
             bad_column = next(c for i, c in enumerate(self.numeric) if not np.isfinite(matrix[:, i]).all())
             self._missing_error(frame, bad_column, infinite=not values[bad_column].isna().any())
+        too_large = np.abs(matrix) > LARGEST
+        if too_large.any():
+            i, j = np.argwhere(too_large)[0]
+            raise UserError(f"row {frame.index[i]}, column '{self.numeric[j]}' holds {matrix[i, j]:.4g}, beyond what "
+                            f"float32 training can use (at most {LARGEST:.0e} in size; rescale the column, for "
+                            f"example to thousands or millions, or leave it out with data.drop)")
         return matrix
 
     def _check_numeric(self, frame: pd.DataFrame) -> None:
