@@ -171,6 +171,34 @@ def list_(kind: Annotated[str | None, typer.Argument(
         commands.list_components(kind)
 
 
+@app.command()
+def runs(
+    runs_dir: Annotated[Path, typer.Argument(help="The folder nnrun train wrote runs to.")] = Path("runs"),
+    sort: Annotated[str, typer.Option(
+        "--sort", help="started, name, status, epochs, duration, val (the monitored value), test (accuracy or R²), "
+                       "or a test metric such as rmse; best first.")] = "started",
+    last: Annotated[int | None, typer.Option("--last", min=1, help="Only the N newest runs.", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON only.")] = False,
+) -> None:
+    """List past runs: status, epochs, best epoch, monitored val value, test result, duration and folder."""
+    with _exit_codes():
+        import json
+
+        from nnrun.console import console, runs_table
+        from nnrun.runs import list_runs, sort_runs
+
+        records = list_runs(runs_dir)
+        records = sort_runs(records[:last] if last else records, sort)
+        if as_json:
+            print(json.dumps([r.to_dict() for r in records], indent=2, default=str))
+        elif not records:
+            console.print(f"no runs in {runs_dir} (nnrun train writes them there)")
+        else:
+            if not console.is_terminal:
+                console.width = 200  # a pipe or a file: whole rows, for grep
+            console.print(runs_table(records))
+
+
 def main() -> None:
     # SIGTERM (kill, a scheduler's timeout) is handled like Ctrl-C from the first line on, so that it never ends
     # a command silently; during training, the loop's own handler takes over and saves the last finished epoch.

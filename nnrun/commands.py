@@ -34,8 +34,9 @@ from nnrun.console import (
 )
 from nnrun.errors import Interrupted, UserError, unknown_name, write_problem
 from nnrun.experiment import Experiment, build_experiment
+from nnrun.loggers import Loggers
 from nnrun.models import OUTPUT_ACTIVATIONS, summarize
-from nnrun.runs import Run, check_runs_dir, read_run
+from nnrun.runs import Run, check_runs_dir, mark_latest, read_run
 from nnrun.training import fit
 from nnrun.training_state import check_resumable, check_resume_overrides
 
@@ -106,32 +107,22 @@ def _train(exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None) -
             _print_header(exp, run, log)
             if resume:
                 log.print(f"resuming after epoch {resume['epoch']} of {exp.config.epochs}")
+            loggers = Loggers(run, exp.config, resumed_after=resume["epoch"] if resume else 0, say=log.print)
+            mark_latest(run)
         except KeyboardInterrupt:
             if not resume:  # a new folder with nothing in it yet but the config: leave no trace
                 log.close()
                 shutil.rmtree(run.root, ignore_errors=True)
             raise
+        status = "failed"  # what the loggers are told, unless the run gets further
         try:
-            summary = fit(exp, run, log, resume=resume)
-        except Interrupted as exc:
-            draw(run.root)
-            message = (f"{exc}; checkpoints, metrics.csv and plots are saved in {run.root} "
-                       f"(continue with: nnrun train --resume {run.root})")
-            log.print(f"interrupted: {message}", console_too=False)
-            raise Interrupted(message) from None
-        except OSError as exc:  # a full disk or a folder gone read-only: the checkpoints before it stay good
-            raise write_problem(exc, then=run.resume_hint()) or exc from None
-        try:
-            for note in draw(run.root):
-                log.print(f"[yellow]note[/]   {note}")
-        except KeyboardInterrupt:
-            raise Interrupted(f"interrupted while drawing the plots; training finished and its results are saved in "
-                              f"{run.root} (redraw the plots with: nnrun plot {run.root})") from None
-        except OSError as exc:
-            then = f"redraw them with: nnrun plot {run.root}"
-            problem = write_problem(exc, then=then)
-            raise UserError(f"training finished ({summary['stop_reason']}) and its results are saved, but the plots "
-                            f"and report could not be written: {problem.problems[0]}" if problem else exc) from None
+            summary = _fit_and_draw(exp, run, log, resume=resume, loggers=loggers)
+            status = "failed" if summary["stop_reason"] == "non_finite_loss" else "completed"
+        except (Interrupted, KeyboardInterrupt):
+            status = "interrupted"
+            raise
+        finally:
+            loggers.finish(run, status)
         _print_result(summary, log)
     finally:
         try:
@@ -140,6 +131,33 @@ def _train(exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None) -
             pass  # train.log could not be flushed (the disk is full); the error above says what to do
     if summary["stop_reason"] == "non_finite_loss":
         raise UserError(summary["stop_detail"])
+    return summary
+
+
+def _fit_and_draw(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None,
+                  loggers: Loggers) -> dict[str, Any]:
+    """Train, then draw the plots and report; every way this can stop becomes one line for the user."""
+    try:
+        summary = fit(exp, run, log, resume=resume, loggers=loggers)
+    except Interrupted as exc:
+        draw(run.root)
+        message = (f"{exc}; checkpoints, metrics.csv and plots are saved in {run.root} "
+                   f"(continue with: nnrun train --resume {run.root})")
+        log.print(f"interrupted: {message}", console_too=False)
+        raise Interrupted(message) from None
+    except OSError as exc:  # a full disk or a folder gone read-only: the checkpoints before it stay good
+        raise write_problem(exc, then=run.resume_hint()) or exc from None
+    try:
+        for note in draw(run.root):
+            log.print(f"[yellow]note[/]   {note}")
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted while drawing the plots; training finished and its results are saved in "
+                          f"{run.root} (redraw the plots with: nnrun plot {run.root})") from None
+    except OSError as exc:
+        then = f"redraw them with: nnrun plot {run.root}"
+        problem = write_problem(exc, then=then)
+        raise UserError(f"training finished ({summary['stop_reason']}) and its results are saved, but the plots "
+                        f"and report could not be written: {problem.problems[0]}" if problem else exc) from None
     return summary
 
 

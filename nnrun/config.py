@@ -8,6 +8,7 @@ and `Config.to_dict` gives the resolved config back, defaults included, ready to
 from __future__ import annotations
 
 import copy
+import importlib.util
 import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -42,8 +43,9 @@ _Loader.add_implicit_resolver(
 # The registries a config names components from, by kind (`nnrun list KIND`).
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in (DATASETS, MODELS, LOSSES, OPTIMIZERS, SCHEDULERS)}
 TOP_LEVEL_KEYS = ["name", "seed", "device", "threads", "compile", "precision", "epochs", "batch_size", "data", "model",
-                  "loss", "optimizer",
-                  "scheduler", "early_stopping"]
+                  "loss", "optimizer", "scheduler", "early_stopping", "loggers"]
+# What `loggers:` may name: the package each needs, and the extra that installs it.
+LOGGER_PACKAGES = {"tensorboard": ("tensorboard", "nnrun[tensorboard]"), "mlflow": ("mlflow", "nnrun[mlflow]")}
 REQUIRED_KEYS = ["data", "model", "loss", "optimizer", "epochs"]
 Mode = Literal["auto", "min", "max"]
 MODES = list(get_args(Mode))
@@ -129,6 +131,7 @@ class Config:
     threads: Threads = "auto"
     compile: bool = False
     precision: Precision = "auto"
+    loggers: tuple[str, ...] = ()
     # Where the config file was: its relative data paths are also looked up there. Not part of the config itself.
     config_dir: Path | None = field(default=None, compare=False)
 
@@ -139,7 +142,7 @@ class Config:
                 "batch_size": self.batch_size, "data": self.data.to_dict(), "model": self.model.to_dict(),
                 "loss": self.loss.to_dict(), "optimizer": self.optimizer.to_dict(),
                 "scheduler": self.scheduler.to_dict() if self.scheduler else None,
-                "early_stopping": self.early_stopping.to_dict()}
+                "early_stopping": self.early_stopping.to_dict(), "loggers": list(self.loggers)}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
@@ -279,6 +282,7 @@ def validate(raw: dict[str, Any], *, source: Path | None = None, config_dir: str
         problems.append(f"batch_size must be an integer >= 1 or 'full', got {format_value(batch_size)} "
                         f"(for example batch_size=32, or batch_size=full for full-batch gradient descent)")
 
+    loggers = _loggers(raw.get("loggers", []), problems)
     data = _data(raw.get("data"), problems)
     loss = _component(raw.get("loss"), "loss", LOSSES, problems)
     model = _model(raw.get("model"), loss, problems)
@@ -294,10 +298,28 @@ def validate(raw: dict[str, Any], *, source: Path | None = None, config_dir: str
     if problems:
         raise UserError(*problems)
     return Config(name=name, seed=seed, device=device, threads=threads, compile=compile_, precision=precision,
+                  loggers=loggers,
                   config_dir=Path(config_dir) if config_dir else Path(source).resolve().parent if source else None,
                   epochs=epochs, batch_size=batch_size,
                   data=data,
                   model=model, loss=loss, optimizer=optimizer, scheduler=scheduler, early_stopping=early_stopping)
+
+
+def _loggers(node: Any, problems: list[str]) -> tuple[str, ...]:
+    """`loggers: [tensorboard, mlflow]`: known names, each with its package installed."""
+    names = [node] if isinstance(node, str) else node if node is not None else []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        problems.append(f"loggers must be a list drawn from {', '.join(LOGGER_PACKAGES)}, got {format_value(node)} "
+                        f"(for example loggers=[tensorboard])")
+        return ()
+    for name in names:
+        if name not in LOGGER_PACKAGES:
+            problems.append(f"unknown logger '{name}' ({hint(name, list(LOGGER_PACKAGES))}choices: "
+                            f"{', '.join(LOGGER_PACKAGES)}; metrics.csv is always written)")
+        elif importlib.util.find_spec(LOGGER_PACKAGES[name][0]) is None:
+            problems.append(f"logger '{name}' needs the {LOGGER_PACKAGES[name][0]} package, which is not installed "
+                            f"(pip install \"{LOGGER_PACKAGES[name][1]}\")")
+    return tuple(dict.fromkeys(names))
 
 
 def task_problems(loss: str, task: str, what: str) -> list[str]:

@@ -137,3 +137,36 @@ def confusion_table(report: dict) -> Table:
     for i, (name, row) in enumerate(zip(names, report["confusion_matrix"])):
         table.add_row(Text(f"{i} {name}"), *[f"[bold]{n}[/]" if i == j else str(n) for j, n in enumerate(row)])
     return table
+
+
+def runs_table(records: list) -> Table:
+    """`nnrun runs`: one row per run folder (records are runs.RunRecord)."""
+    monitors = {r.monitor for r in records if r.best_value is not None}
+    headlines = {r.headline[0] for r in records if r.headline}
+    val_header = monitors.pop() if len(monitors) == 1 else "val"  # a shared name heads its column ...
+    test_header = f"test {headlines.pop()}" if len(headlines) == 1 else "test"
+    table = Table(title_justify="left")
+    for column in ("name", "started", "status", "epochs", "best", val_header, test_header, "time", "folder"):
+        table.add_column(column, justify="left" if column in ("name", "started", "status", "folder") else "right",
+                         no_wrap=column != "folder", overflow="fold")
+    colours = {"completed": "green", "early-stopped": "green", "interrupted": "yellow", "failed": "red"}
+    for r in records:
+        epochs = f"{r.epochs_run}/{r.epochs}" if r.epochs_run is not None else "-"
+        val = format_number(r.best_value) if r.best_value is not None else "-"  # ... else each value names its own
+        val = f"{r.monitor} {val}" if val_header == "val" and r.best_value is not None else val
+        test = format_number(r.headline[1]) if r.headline else "-"
+        test = f"{r.headline[0]} {test}" if test_header == "test" and r.headline else test
+        table.add_row(r.name, r.started.strftime("%Y-%m-%d %H:%M") if r.started else "-",
+                      Text(r.status, style=colours.get(r.status, "dim")), epochs, str(r.best_epoch or "-"), val, test,
+                      format_duration(r.seconds), str(r.folder))
+    return table
+
+
+def format_duration(seconds: float | None) -> str:
+    """12.3s, 4m05s, 2h03m: a run's length at a glance."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"

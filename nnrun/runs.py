@@ -235,3 +235,146 @@ def read_metrics(path: Path) -> tuple[dict[str, list[float]], list[str]]:
         notes.append("metrics.csv has rows with more cells than its header; the extra cells were ignored")
     return {str(name): pd.to_numeric(frame[name][complete], errors="coerce").astype(float).tolist()
             for name in frame.columns}, notes
+
+
+# --- the list of past runs: `nnrun runs` ------------------------------------------------------------------------
+
+STATUSES = {"completed": "completed", "early_stopping": "early-stopped", "stop_at": "early-stopped",
+            "interrupted": "interrupted", "non_finite_loss": "failed"}
+LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "max_error")  # test metrics where the smallest value is best
+SORT_KEYS = {  # --sort KEY: what each sorts by, and whether the largest comes first
+    "started": "start time, newest first", "name": "name", "status": "status", "epochs": "epochs run",
+    "duration": "duration, longest first", "val": "the monitored val value, best first",
+    "test": "the test headline (accuracy or R²), best first",
+}
+
+
+@dataclass
+class RunRecord:
+    """One line of `nnrun runs`: what a run folder's summary.json and config.yaml say about it."""
+
+    folder: Path
+    name: str
+    started: datetime | None
+    status: str  # completed, early-stopped, interrupted, failed; unfinished: running, or killed before its summary
+    epochs_run: int | None
+    epochs: int | None
+    best_epoch: int | None
+    monitor: str | None
+    best_value: float | None
+    lower_is_better: bool  # for the monitored value
+    test: dict[str, Any]
+    seconds: float | None
+
+    @property
+    def headline(self) -> tuple[str, float] | None:
+        """The test result people ask for first: accuracy, or R² for regression."""
+        for key in ("accuracy", "r2"):
+            if isinstance(self.test.get(key), (int, float)):
+                return key, float(self.test[key])
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "folder": str(self.folder),
+                "started": self.started.isoformat(timespec="seconds") if self.started else None,
+                "status": self.status, "epochs_run": self.epochs_run, "epochs": self.epochs,
+                "best_epoch": self.best_epoch, "monitor": self.monitor, "best_value": self.best_value,
+                "test": {k: v for k, v in self.test.items() if isinstance(v, (int, float))},
+                "seconds": self.seconds}
+
+
+def list_runs(runs_dir: Path) -> list[RunRecord]:
+    """Every run folder in `runs_dir`, newest first; anything that is not a run (or the `latest` link) is skipped."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise UserError(f"runs folder '{runs_dir}' not found (give the folder nnrun train wrote to, such as runs)")
+    records = [record for folder in runs_dir.iterdir() if (record := _record(folder)) is not None]
+    return sorted(records, key=lambda r: (r.started or datetime.min, r.folder.name), reverse=True)
+
+
+def sort_runs(records: list[RunRecord], key: str) -> list[RunRecord]:
+    """Sorted by a SORT_KEYS key or a test metric name (accuracy, r2, rmse, ...), best first; runs without it last."""
+    if key not in SORT_KEYS and not any(key in r.test for r in records):
+        metrics = sorted({k for r in records for k, v in r.test.items() if isinstance(v, (int, float))})
+        raise UserError(f"cannot sort by '{key}' (choose {', '.join(SORT_KEYS)}"
+                        f"{', or a test metric: ' + ', '.join(metrics) if metrics else ''})")
+
+    def value(record: RunRecord) -> tuple[bool, Any]:
+        found: Any
+        if key == "started":
+            found = -record.started.timestamp() if record.started else None
+        elif key in ("name", "status"):
+            found = getattr(record, key)
+        elif key == "epochs":
+            found = -record.epochs_run if record.epochs_run is not None else None
+        elif key == "duration":
+            found = -record.seconds if record.seconds is not None else None
+        elif key == "val":
+            found = record.best_value if record.lower_is_better else _negated(record.best_value)
+        elif key == "test":
+            found = _negated(record.headline[1]) if record.headline else None
+        else:
+            metric = record.test.get(key)
+            found = metric if key in LOWER_IS_BETTER else _negated(metric)
+        missing = found is None or (isinstance(found, float) and math.isnan(found))
+        return missing, found if not missing else 0
+
+    return sorted(records, key=value)
+
+
+def mark_latest(run: Run) -> None:
+    """Point `<runs-dir>/latest` at this run, atomically; where links are not allowed, there is no link."""
+    link = run.root.parent / "latest"
+    temp = run.root.parent / f".latest-{os.getpid()}.tmp"
+    try:
+        temp.unlink(missing_ok=True)
+        temp.symlink_to(run.root.name, target_is_directory=True)
+        if link.exists() and not link.is_symlink():
+            temp.unlink()  # a real folder called `latest` is the user's: leave it
+            return
+        os.replace(temp, link)
+    except OSError:
+        temp.unlink(missing_ok=True)
+
+
+def _negated(value: float | None) -> float | None:
+    return -value if isinstance(value, (int, float)) else None
+
+
+def _record(folder: Path) -> RunRecord | None:
+    run = Run(folder)
+    if folder.is_symlink() or not folder.is_dir() or not run.config_path.is_file():
+        return None
+    try:
+        config = yaml.safe_load(run.config_path.read_text(encoding="utf-8"))
+        summary = json.loads(run.summary_path.read_text(encoding="utf-8")) if run.summary_path.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError):
+        return None
+    if not isinstance(config, dict) or not isinstance(summary, (dict, type(None))):
+        return None
+    stopping = config.get("early_stopping") if isinstance(config.get("early_stopping"), dict) else {}
+    summary = summary or {}
+    epochs_run = summary.get("epochs_run")
+    if epochs_run is None and run.metrics_path.is_file():
+        epochs_run = max(0, len(run.metrics_path.read_text(encoding="utf-8").strip().splitlines()) - 1)
+    return RunRecord(
+        folder=folder, name=str(summary.get("name") or config.get("name") or folder.name),
+        started=_started(folder), status=STATUSES.get(summary.get("stop_reason"), "failed") if summary else "unfinished",
+        epochs_run=epochs_run, epochs=summary.get("epochs", config.get("epochs")),
+        best_epoch=summary.get("best_epoch"), monitor=summary.get("monitor", stopping.get("monitor")),
+        best_value=summary.get("best_value"), lower_is_better=stopping.get("mode", "min") != "max",
+        test=summary.get("test") or {}, seconds=(summary.get("seconds") or {}).get("total"))
+
+
+def _started(folder: Path) -> datetime | None:
+    """When a run started: the stamp in its folder name (`NAME-20261125-134501`), else when config.yaml was written."""
+    parts = folder.name.split("-")
+    for i in range(len(parts) - 1):
+        try:
+            return datetime.strptime(f"{parts[i]}-{parts[i + 1]}", "%Y%m%d-%H%M%S")
+        except ValueError:
+            continue
+    try:
+        return datetime.fromtimestamp((folder / "config.yaml").stat().st_mtime)
+    except OSError:
+        return None

@@ -28,6 +28,7 @@ from nnrun.console import RunLog, console, format_number
 from nnrun.errors import Interrupted, writing
 from nnrun.evaluation import evaluate, split_report
 from nnrun.experiment import Experiment
+from nnrun.loggers import Loggers
 from nnrun.metrics import EPOCH_METRICS, epoch_columns
 from nnrun.runs import MetricsWriter, Run
 from nnrun.schedulers import step_after_epoch
@@ -109,7 +110,8 @@ def _step(exp: Experiment, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tens
     return output, loss
 
 
-def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None = None) -> dict[str, Any]:
+def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None = None,
+        loggers: Loggers | None = None) -> dict[str, Any]:
     """Train for `epochs`, keeping the best and last checkpoints; returns the summary written to summary.json.
 
     `resume` is a last.pth checkpoint of this run: training continues exactly where it stopped.
@@ -156,6 +158,8 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
                     saver.update(best=best, last=last_checkpoint(exp, state, best_weights=best_weights))
 
                 log.epoch(_epoch_line(row, cfg.epochs, task.kind))
+                if loggers is not None:
+                    loggers.epoch(row)  # TensorBoard, MLflow: copies of the metrics.csv row
                 bar(epoch, row, task.kind)
                 if early := _early_stop(state, row[stopping.monitor], stopping):
                     stop = early

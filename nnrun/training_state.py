@@ -19,7 +19,7 @@ from nnrun.experiment import Experiment
 
 StateDict = dict[str, torch.Tensor]
 # What `nnrun train --resume` may change: nothing that alters the model, the data or the training itself.
-RESUMABLE_KEYS = ("epochs", "device", "threads", "early_stopping.patience", "early_stopping.min_delta",
+RESUMABLE_KEYS = ("epochs", "device", "threads", "loggers", "early_stopping.patience", "early_stopping.min_delta",
                   "early_stopping.stop_at")
 
 

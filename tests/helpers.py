@@ -44,7 +44,9 @@ def merged(base: dict, changes: dict) -> dict:
 
 
 def run_dirs(runs_dir: Path) -> list[Path]:
-    return sorted(p for p in Path(runs_dir).iterdir() if p.is_dir())
+    """The run folders in a runs dir: not the `latest` link, MLflow's store or anything else beside them."""
+    return sorted(p for p in Path(runs_dir).iterdir()
+                  if p.is_dir() and not p.is_symlink() and (p / "config.yaml").is_file())
 
 
 def people(n: int = 60, seed: int = 0) -> pd.DataFrame:
