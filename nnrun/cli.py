@@ -143,6 +143,24 @@ def predict(
 
 
 @app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="A .pth file, such as runs/NAME/checkpoints/best.pth.")],
+    format: Annotated[str, typer.Option(
+        "--format", help="onnx (needs the export extra: onnx, onnxscript, onnxruntime) or exported_program (.pt2).",
+    )] = "onnx",
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="The model file (default: beside the checkpoint, CHECKPOINT.onnx or .pt2); its JSON sidecar "
+                      "goes beside it.", show_default=False)] = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Export a checkpoint with its scaling inside: raw features or uint8 images in, probabilities or values out."""
+    with _exit_codes():
+        from nnrun import commands
+
+        commands.export(checkpoint, format=format, out=out, data_dir=data_dir)
+
+
+@app.command()
 def plot(
     run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="One run folder, or several to compare.")],
     out: Annotated[Path | None, typer.Option(

@@ -221,6 +221,26 @@ def predict(checkpoint: Path, input_path: Path, *, out: Path | None = None, devi
     return out
 
 
+def export(checkpoint: Path, *, format: str = "onnx", out: Path | None = None,
+           data_dir: Path = Path("data")) -> Path:
+    """`nnrun export`: the checkpoint as ONNX or a torch.export program with a JSON sidecar, checked against nnrun."""
+    from nnrun.export import ATOL, CHECK_BATCH_SIZES, RTOL, RUNNERS, export_checkpoint
+
+    result = export_checkpoint(checkpoint, format=format, out=out, data_dir=data_dir)
+    for note in result.notes:
+        console.print(f"[yellow]note[/] {note}", soft_wrap=True)
+    given, answer = result.contract["input"], result.contract["output"]
+    shape = ", ".join(str(d) for d in given["shape"])
+    console.print(f"wrote {result.model_path} (input {given['name']}: {given['dtype']} ({shape}); output "
+                  f"{answer['name']}) and {result.sidecar_path} (how to build the input, what the output means)",
+                  soft_wrap=True)
+    sizes = " and ".join(str(b) for b in CHECK_BATCH_SIZES)
+    console.print(f"checked: {RUNNERS[format]} matches nnrun on {result.rows} {result.split} rows at batch sizes "
+                  f"{sizes}: max difference {format_number(result.max_difference)}, {result.tolerance_used:.0%} of "
+                  f"the tolerance ({ATOL:g} + {RTOL:g} x |value|)", soft_wrap=True)
+    return result.model_path
+
+
 def plot(run_dirs: list[Path], *, out: Path | None = None, metrics: list[str] | None = None) -> list[Path]:
     """`nnrun plot`: redraw one run's plots and report, or compare several runs metric by metric."""
     from nnrun.plots import compare_runs, plot_run

@@ -67,13 +67,21 @@ class FeaturePreprocessor:
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """(rows, features) C-contiguous float32 matrix; a category not seen in train becomes all zeros."""
+        center, spread = self.input_scaling()
+        # Row-major: batches gather rows, and a column-major matrix (what pandas hands back) makes every gather strided.
+        return ((self.encode(frame) - center) / spread).astype(np.float32, order="C")
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """(rows, features) float64 before scaling: numeric columns with missing values filled, then one-hot columns.
+
+        What an exported model takes: it applies `input_scaling` itself.
+        """
         absent = [c for c in self.columns if c not in frame.columns]
         if absent:
             raise UserError(f"input has no column {', '.join(repr(c) for c in absent)} "
                             f"(the model was trained on the columns {', '.join(self.columns)})")
         self._check_numeric(frame)
-        numeric = (self._numeric_matrix(frame) - self.center) / self.spread
-        blocks = [numeric]
+        blocks = [self._numeric_matrix(frame)]
         for column in self.categorical:
             text = self._text(frame[column])
             if column in self.fill:
@@ -85,8 +93,13 @@ class FeaturePreprocessor:
             seen = codes >= 0
             one_hot[np.flatnonzero(seen), codes[seen]] = 1.0
             blocks.append(one_hot)
-        # Row-major: batches gather rows, and a column-major matrix (what pandas hands back) makes every gather strided.
-        return np.concatenate(blocks, axis=1).astype(np.float32, order="C")
+        return np.concatenate(blocks, axis=1)
+
+    def input_scaling(self) -> tuple[np.ndarray, np.ndarray]:
+        """(features,) center and spread for `encode`'s columns; one-hot columns get 0 and 1, so they pass unchanged."""
+        n_one_hot = len(self.feature_names) - len(self.numeric)
+        return (np.concatenate([self.center, np.zeros(n_one_hot)]),
+                np.concatenate([self.spread, np.ones(n_one_hot)]))
 
     def unseen_notes(self, frame: pd.DataFrame) -> list[str]:
         """One note per categorical column of `frame` with values train never saw (they encode as all zeros)."""
