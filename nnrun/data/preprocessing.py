@@ -198,18 +198,6 @@ class TargetScaler:
         """(rows, targets) float32 targets in training units."""
         return ((y.reshape(len(y), -1) - self.mean) / self.std).astype(np.float32)
 
-    def unseen_notes(self, frame: pd.DataFrame) -> list[str]:
-        """One note per categorical column of `frame` with values train never saw (they encode as all zeros)."""
-        notes = []
-        for column in self.categorical:
-            text = self._text(frame[column]).dropna()
-            new = text[~text.isin(self.vocabulary[column])]
-            if len(new):
-                examples = ", ".join(repr(v) for v in new.unique()[:3])
-                notes.append(f"column '{column}': {len(new)} row(s) hold categories not seen in training ({examples}"
-                             f"{', ...' if new.nunique() > 3 else ''}), encoded as all zeros")
-        return notes
-
     def state_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "mean": self.mean.tolist(), "std": self.std.tolist()}
 
