@@ -25,6 +25,7 @@ from nnrun.config import (
 )
 from nnrun.console import (
     RunLog,
+    comparison_table,
     confusion_table,
     console,
     format_number,
@@ -205,9 +206,10 @@ def predict(checkpoint: Path, input_path: Path, *, out: Path | None = None, devi
 
 def plot(run_dirs: list[Path], *, out: Path | None = None, metrics: list[str] | None = None) -> list[Path]:
     """`nnrun plot`: redraw one run's plots and report, or compare several runs metric by metric."""
-    from nnrun.plots import compare_runs, plot_run
+    from nnrun.plots import plot_run
     from nnrun.report import write_report
 
+    table = None
     if len(run_dirs) == 1:
         run = read_run(run_dirs[0])
         written, notes = plot_run(run, metrics=metrics)
@@ -218,9 +220,15 @@ def plot(run_dirs: list[Path], *, out: Path | None = None, metrics: list[str] | 
             written = [Path(shutil.copy(path, out / path.name)) for path in written]
         written.append(write_report(run, written))
     else:
-        written, notes = compare_runs(run_dirs, out, metrics=metrics)
+        from nnrun.comparison import compare_runs
+
+        comparison = compare_runs(run_dirs, out, metrics=metrics)
+        written, notes = comparison.written, comparison.notes
+        table = comparison_table(comparison.rows, comparison.modes)
     for note in notes:
         console.print(f"[yellow]note[/] {note}", soft_wrap=True)
+    if table is not None:
+        console.print(table)
     for path in written:
         console.print(f"wrote {path}", soft_wrap=True)
     return written
