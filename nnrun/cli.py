@@ -164,13 +164,14 @@ def export(
 def plot(
     run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="One run folder, or several to compare.")],
     out: Annotated[Path | None, typer.Option(
-        "--out", help="Where to write (one run: a copy of its plots; several: default runs/compare-<time>/).",
+        "--out", help="Where to write (one run: a copy of its plots; several: default comparisons/<names>-<time>/ "
+                 "beside the runs folder).",
         show_default=False)] = None,
     metrics: Annotated[str | None, typer.Option(
         "--metrics", help="Comma-separated metrics to draw, such as loss,accuracy or val_rmse,r2.",
         show_default=False)] = None,
 ) -> None:
-    """Draw a run's curves, confusion matrix or predictions, and report.html; or compare several runs."""
+    """Draw a run's curves, confusion matrix or predictions, and report.html; or compare runs (plots, a table)."""
     with _exit_codes():
         from nnrun import commands
 

@@ -25,8 +25,10 @@ from nnrun.config import (
 )
 from nnrun.console import (
     RunLog,
+    comparison_table,
     confusion_table,
     console,
+    format_duration,
     format_number,
     metrics_table,
     model_table,
@@ -243,9 +245,10 @@ def export(checkpoint: Path, *, format: str = "onnx", out: Path | None = None,
 
 def plot(run_dirs: list[Path], *, out: Path | None = None, metrics: list[str] | None = None) -> list[Path]:
     """`nnrun plot`: redraw one run's plots and report, or compare several runs metric by metric."""
-    from nnrun.plots import compare_runs, plot_run
+    from nnrun.plots import plot_run
     from nnrun.report import write_report
 
+    table = None
     if len(run_dirs) == 1:
         run = read_run(run_dirs[0])
         written, notes = plot_run(run, metrics=metrics)
@@ -256,9 +259,15 @@ def plot(run_dirs: list[Path], *, out: Path | None = None, metrics: list[str] | 
             written = [Path(shutil.copy(path, out / path.name)) for path in written]
         written.append(write_report(run, written))
     else:
-        written, notes = compare_runs(run_dirs, out, metrics=metrics)
+        from nnrun.comparison import compare_runs
+
+        comparison = compare_runs(run_dirs, out, metrics=metrics)
+        written, notes = comparison.written, comparison.notes
+        table = comparison_table(comparison.rows, comparison.modes)
     for note in notes:
         console.print(f"[yellow]note[/] {note}", soft_wrap=True)
+    if table is not None:
+        console.print(table)
     for path in written:
         console.print(f"wrote {path}", soft_wrap=True)
     return written
@@ -362,6 +371,5 @@ def _print_result(summary: dict[str, Any], log: RunLog) -> None:
     if summary["test"]:
         log.print(metrics_table(f"test ({summary['rows']['test']} rows)", summary["test"]))
     report = Path(summary["run_dir"]) / "report.html"
-    took = summary["seconds"]["total"]
-    log.print(f"done in {took:.1f} s; run folder {summary['run_dir']}" +
+    log.print(f"done in {format_duration(summary['seconds']['total'])}; run folder {summary['run_dir']}" +
               (f"; open {report} for the plots and the summary" if report.is_file() else ""))

@@ -15,13 +15,20 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
-def format_number(value: float | int | None, *, digits: int = 4) -> str:
-    """The one number format of tables, logs and the report: `digits` significant digits with thousands
-    separators (122,300; 83,379; 0.9825; 0.00003162), never scientific notation beside plain decimals."""
+def format_number(value: float | int | None, *, digits: int = 4, step: float | None = None) -> str:
+    """The one number format of tables, logs, plots and the report: `digits` significant digits with thousands
+    separators (122,300; 83,379; 0.9825; 0.00003162), never scientific notation beside plain decimals.
+
+    `step` is the spacing of a plot's axis ticks: the label then has just the decimals that spacing needs, so
+    the labels of one axis line up (0.25, 0.50, 0.75; 100,000, 200,000).
+    """
     if value is None:
         return "n/a"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
+    if step is not None:
+        decimals = _decimals(step)
+        return f"{value + 0.0 if round(value, decimals) else 0.0:,.{decimals}f}"  # no "-0.00"
     if isinstance(value, int):
         return f"{value:,}"
     if not math.isfinite(value) or value == 0:
@@ -30,6 +37,27 @@ def format_number(value: float | int | None, *, digits: int = 4) -> str:
     if magnitude < -9:  # below a nanounit only an exponent is readable
         return f"{value:.{digits - 1}e}"
     return f"{value:,.{max(digits - 1 - magnitude, 0)}f}"
+
+
+def _decimals(step: float) -> int:
+    """The fewest decimals that write multiples of `step` exactly (0.025 -> 3, 50,000 -> 0)."""
+    step = float(f"{abs(step):.10g}")  # a difference of ticks: 0.09999999999999998 is 0.1
+    for decimals in range(13):
+        scaled = step * 10 ** decimals
+        if scaled >= 1 and abs(scaled - round(scaled)) < 1e-6 * scaled:
+            return decimals
+    return 12
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as people say it: 0.8 s, 42.1 s, 3 min 05 s, 2 h 07 min."""
+    if round(seconds, 1) < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 def print_error(message: str) -> None:
@@ -158,15 +186,25 @@ def runs_table(records: list) -> Table:
         test = f"{r.headline[0]} {test}" if test_header == "test" and r.headline else test
         table.add_row(r.name, r.started.strftime("%Y-%m-%d %H:%M") if r.started else "-",
                       Text(r.status, style=colours.get(r.status, "dim")), epochs, str(r.best_epoch or "-"), val, test,
-                      format_duration(r.seconds), str(r.folder))
+                      format_duration(r.seconds) if r.seconds is not None else "-", str(r.folder))
     return table
 
 
-def format_duration(seconds: float | None) -> str:
-    """12.3s, 4m05s, 2h03m: a run's length at a glance."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+def comparison_table(rows: list[dict], modes: dict[str, str]) -> Table:
+    """Runs side by side, a column each: epochs, best epoch, and each metric's final and best value, the best
+    run of each row in bold. `rows` are comparison.csv's rows; `modes` maps each metric to `min` or `max`."""
+    table = Table(title="runs compared", title_justify="left", caption="final = last epoch, best = best epoch",
+                  caption_justify="left")
+    table.add_column("")
+    for row in rows:
+        table.add_column(Text(row["name"]), justify="right", overflow="fold")
+    table.add_row("epochs", *(format_number(row["epochs"]) for row in rows))
+    table.add_row("best epoch", *(format_number(row["best_epoch"]) for row in rows))
+    for metric, mode in modes.items():
+        for which in ("final", "best"):
+            values = [row.get(f"{which}_{metric}") for row in rows]
+            known = [v for v in values if v is not None and math.isfinite(v)]
+            top = (max if mode == "max" else min)(known) if len(known) > 1 else None
+            table.add_row(f"{metric} {which}", *(f"[bold]{format_number(v)}[/]" if v == top else format_number(v)
+                                                  for v in values))
+    return table

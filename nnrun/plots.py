@@ -1,28 +1,35 @@
 """Plots drawn from a run's files (metrics.csv, predictions.csv), so they can be redrawn at any time.
 
 Figures are built with matplotlib's object API on the Agg canvas: headless, no window ever opens. Each
-`*_figure` function returns its Figure, so tests can read back exactly what was drawn.
+`*_figure` function returns its Figure, so tests can read back exactly what was drawn. Numbers on axes and in
+titles use the CLI's one number format (`console.format_number`): 250,000 and 0.275, never 2.5e+05.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import rcParams
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.lines import Line2D
+from matplotlib.ticker import Formatter, MaxNLocator
 
+from nnrun.console import format_number
 from nnrun.errors import UserError, writing
 from nnrun.metrics import regression_report
-from nnrun.runs import Run, RunFiles, read_run
+from nnrun.runs import Run, RunFiles
 
 SIZE = (8.0, 5.0)  # inches at DPI: every PNG is 800 x 500 pixels (the confusion matrix is square-ish, below)
 DPI = 100
 TRAIN_COLOR, VAL_COLOR, BEST_COLOR = "#1f77b4", "#ff7f0e", "#555555"
+STEPS = [1, 2, 2.5, 5, 10]  # the tick spacings matplotlib picks from (times a power of ten)
 
 
 def plot_run(run: RunFiles, *, metrics: list[str] | None = None) -> tuple[list[Path], list[str]]:
@@ -49,32 +56,6 @@ def plot_run(run: RunFiles, *, metrics: list[str] | None = None) -> tuple[list[P
     return [out / name for name, _ in figures], notes
 
 
-def compare_runs(run_dirs: list[Path], out: Path | None = None, *,
-                 metrics: list[str] | None = None) -> tuple[list[Path], list[str]]:
-    """One PNG per metric with one labelled line per run: (files written, notes)."""
-    runs = [read_run(d) for d in run_dirs]
-    notes = [f"{run.root.name}: {note}" for run in runs for note in run.notes]
-    runs_with_epochs = [run for run in runs if run.epochs]
-    notes += [f"{run.root.name} has no finished epoch, so it is left out" for run in runs if not run.epochs]
-    if not runs_with_epochs:
-        raise UserError("none of these runs has a finished epoch to compare (train them first)")
-    out = Path(out) if out else Path(run_dirs[0]).parent / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
-    out.mkdir(parents=True, exist_ok=True)
-    labels = _labels(runs_with_epochs)
-    columns = [c for c in ("val_loss", "train_loss", "val_accuracy", "train_accuracy", "val_rmse", "val_mae",
-                           "val_r2", "lr") if any(c in run.metrics for run in runs_with_epochs)]
-    chosen = _choose(columns, metrics)
-    written = []
-    for column in chosen:
-        fig = comparison_figure(runs_with_epochs, labels, column)
-        missing = [labels[i] for i, run in enumerate(runs_with_epochs) if column not in run.metrics]
-        if missing:
-            notes.append(f"{column}: not recorded by {', '.join(missing)}")
-        save(fig, out / f"{column}.png")
-        written.append(out / f"{column}.png")
-    return written, notes
-
-
 # --- figures ---------------------------------------------------------------------------------------------------
 
 def loss_figure(run: RunFiles) -> Figure:
@@ -90,6 +71,7 @@ def loss_figure(run: RunFiles) -> Figure:
     loss_name = (run.config.get("loss") or {}).get("type", "")
     unit = " (standardized target)" if run.task == "regression" and _target_scaled(run) else ""
     _finish(ax, run, "loss", "epoch", f"{loss_name} loss{unit}".strip())
+    _number_ticks(ax, integer_x=True)
     return fig
 
 
@@ -104,6 +86,7 @@ def lr_figure(run: RunFiles) -> Figure:
     scheduler = run.config.get("scheduler") or {}
     kind = scheduler.get("type") if isinstance(scheduler, dict) else scheduler
     _finish(ax, run, f"learning rate ({kind or 'no scheduler'})", "epoch", "learning rate")
+    _number_ticks(ax, integer_x=True)
     return fig
 
 
@@ -114,14 +97,14 @@ def metric_panels(run: RunFiles, chosen: list[str] | None = None) -> list[tuple[
     else:
         panels = [(f"error ({run.target_name})", ["val_rmse", "val_mae"]), ("R²", ["val_r2"])]
     if chosen:
-        wanted = set(_choose([c for _, cols in panels for c in cols], chosen))
+        wanted = set(choose_columns([c for _, cols in panels for c in cols], chosen))
         panels = [(title, [c for c in cols if c in wanted]) for title, cols in panels]
     return [(title, [c for c in cols if c in run.metrics]) for title, cols in panels
             if any(c in run.metrics for c in cols)]
 
 
 def metrics_figure(run: RunFiles, panels: list[tuple[str, list[str]]]) -> Figure:
-    """The task's validation metrics by epoch (and train accuracy), one panel per kind of number."""
+    """The task's metrics by epoch (validation, and train accuracy), one panel per kind of number."""
     fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     colors = {"train_accuracy": TRAIN_COLOR, "val_accuracy": VAL_COLOR, "val_rmse": VAL_COLOR, "val_mae": "#2ca02c",
@@ -136,7 +119,10 @@ def metrics_figure(run: RunFiles, panels: list[tuple[str, list[str]]]) -> Figure
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=3, frameon=False)
-    fig.suptitle(f"{run.name}: validation metrics")
+        _number_ticks(ax, integer_x=True)
+    splits = {column.split("_", 1)[0] for _, columns in panels for column in columns}
+    drawn = " and ".join(name for prefix, name in (("train", "train"), ("val", "validation")) if prefix in splits)
+    fig.suptitle(f"{run.name}: {drawn} metrics")
     return fig
 
 
@@ -167,7 +153,8 @@ def confusion_figure(run: RunFiles) -> Figure:
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     accuracy = np.trace(counts) / max(counts.sum(), 1)
-    ax.set_title(f"{run.name}: confusion matrix, {counts.sum()} test rows, accuracy {accuracy:.3f}")
+    ax.set_title(f"{run.name}: confusion matrix, {format_number(int(counts.sum()))} test rows, "
+                 f"accuracy {format_number(float(accuracy))}")
     return fig
 
 
@@ -188,33 +175,71 @@ def predictions_figure(run: RunFiles) -> Figure:
     scatter_ax.set_title("predicted vs actual")
     scatter_ax.grid(alpha=0.3)
     scatter_ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, frameon=False)
+    _number_ticks(scatter_ax)
     residuals = guess - actual
     residual_ax.hist(residuals, bins=min(40, max(5, len(residuals) // 5)), color=VAL_COLOR, alpha=0.8)
     residual_ax.axvline(0, color=BEST_COLOR, linestyle="--", linewidth=1)
     residual_ax.set_xlabel(f"predicted - actual ({unit})")
     residual_ax.set_ylabel("test rows")
     rmse = regression_report(actual, guess)["rmse"]
-    residual_ax.set_title(f"residuals (RMSE {rmse:.4g})")
+    residual_ax.set_title(f"residuals (RMSE {format_number(rmse)})")
     residual_ax.grid(alpha=0.3)
-    fig.suptitle(f"{run.name}: test predictions ({len(actual)} rows)")
+    _number_ticks(residual_ax, integer_y=True)  # counts of rows: 0, 5, 10, never 2.5
+    fig.suptitle(f"{run.name}: test predictions ({format_number(len(actual))} rows)")
     return fig
 
 
 def comparison_figure(runs: list[RunFiles], labels: list[str], column: str) -> Figure:
-    """One metric by epoch, one labelled line per run."""
+    """One metric by epoch: a line per run, all in one style, each run's best epoch marked; lr as steps."""
     fig, ax = _figure()
-    for run, label in zip(runs, labels):
-        if column in run.metrics:
-            ax.plot(run.epochs, run.metrics[column], label=label, **_markers(run))
+    style = _markers(max(runs, key=lambda run: len(run.epochs)))  # the same for every run
+    marked = False
+    for i, (run, label) in enumerate(zip(runs, labels)):
+        if column not in run.metrics:
+            continue
+        color = f"C{i % 10}"
+        ys = run.metrics[column]
+        # The lr is held for a whole epoch and then changes: a step, not a slope.
+        ax.plot(run.epochs, ys, label=label, color=color, drawstyle="steps-post" if column == "lr" else "default",
+                **style)
+        best = run.best_epoch
+        if column != "lr" and best in run.epochs:
+            ax.scatter([best], [ys[run.epochs.index(best)]], marker="D", s=60, facecolor="white",
+                       edgecolor=color, linewidth=1.8, zorder=3)
+            marked = True
     values = [v for run in runs for v in run.metrics.get(column, []) if math.isfinite(v) and v > 0]
     if values and max(values) / min(values) > 100:
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel(column.replace("_", " "))
-    ax.set_title(f"{column.replace('_', ' ')} by epoch: {len(runs)} runs")
+    ax.set_ylabel(metric_label(column, runs))
+    ax.set_title(f"{'learning rate' if column == 'lr' else column.replace('_', ' ')} by epoch: {len(runs)} runs")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="run")
+    handles = ax.get_legend_handles_labels()[0]
+    if marked:
+        handles.append(Line2D([], [], marker="D", linestyle="none", markerfacecolor="white",
+                              markeredgecolor=BEST_COLOR, label="best epoch"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="run")
+    _number_ticks(ax, integer_x=True)
     return fig
+
+
+def metric_label(column: str, runs: list[RunFiles]) -> str:
+    """An axis label with its unit: `val RMSE (median_house_value)`, `val accuracy (share of rows)`, ..."""
+    if column == "lr":
+        return "learning rate"
+    split, _, name = column.partition("_")
+    if name == "loss":
+        kinds = sorted({str((run.config.get("loss") or {}).get("type", "")) for run in runs} - {""})
+        scaled = any(run.task == "regression" and _target_scaled(run) for run in runs)
+        unit = ", ".join(kinds) + ("; standardized target" if scaled else "")
+        return f"{split} loss ({unit})" if unit else f"{split} loss"
+    if name == "accuracy":
+        return f"{split} accuracy (share of rows)"
+    if name == "r2":
+        return f"{split} R² (1 is perfect)"
+    if name in ("rmse", "mae"):
+        return f"{split} {name.upper()} ({', '.join(sorted({run.target_name for run in runs}))})"
+    return column.replace("_", " ")
 
 
 def save(fig: Figure, path: Path) -> None:
@@ -240,6 +265,54 @@ def _finish(ax, run: RunFiles, what: str, xlabel: str, ylabel: str) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
+class _TickLabels(Formatter):
+    """Tick labels in nnrun's number format: thousands separators, the decimals the tick spacing needs."""
+
+    def format_ticks(self, values) -> list[str]:
+        step = _step(values)
+        return [format_number(float(v), step=step) if step else format_number(float(v)) for v in values]
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return format_number(float(x))
+
+
+class _RoomyLocator(MaxNLocator):
+    """As many x ticks as fit their labels. matplotlib's own locator allows about three characters a tick, so
+    six-digit values ran together ("100000200000300000")."""
+
+    def __call__(self) -> Any:
+        vmin, vmax = sorted(self.axis.get_view_interval())
+        axes = self.axis.axes
+        size = FontProperties(size=rcParams["xtick.labelsize"]).get_size_in_points()
+        room = axes.bbox.width * 72 / axes.figure.dpi / size  # the axis length in font sizes
+        for nbins in range(9, 0, -1):
+            self.set_params(nbins=nbins)
+            ticks = [t for t in super().__call__() if vmin <= t <= vmax]
+            step = _step(ticks)
+            if not step or vmax <= vmin:
+                break
+            chars = max(len(format_number(float(t), step=step)) for t in ticks)
+            # A digit is about 0.6 of a font size wide; keep one font size between neighbouring labels.
+            if room * step / (vmax - vmin) >= 0.6 * chars + 1:
+                break
+        return super().__call__()
+
+
+def _step(ticks) -> float | None:
+    ticks = sorted({float(t) for t in ticks})
+    return min(b - a for a, b in pairwise(ticks)) if len(ticks) > 1 else None
+
+
+def _number_ticks(ax, *, integer_x: bool = False, integer_y: bool = False) -> None:
+    """nnrun's number format on the linear axes; x ticks with room for their labels; integers for counts."""
+    if ax.get_xscale() == "linear":
+        ax.xaxis.set_major_locator(_RoomyLocator(integer=integer_x, steps=STEPS))
+        ax.xaxis.set_major_formatter(_TickLabels())
+    if ax.get_yscale() == "linear":
+        ax.yaxis.set_major_locator(MaxNLocator("auto", integer=integer_y, steps=STEPS))
+        ax.yaxis.set_major_formatter(_TickLabels())
+
+
 def _mark_best(ax, run: RunFiles) -> None:
     best = run.best_epoch
     if best is not None and best in run.epochs:
@@ -255,13 +328,13 @@ def _target_scaled(run: RunFiles) -> bool:
     return data.get("target_scale", "standard") == "standard"
 
 
-def _labels(runs: list[RunFiles]) -> list[str]:
+def run_labels(runs: list[RunFiles]) -> list[str]:
     """Run names, or folder names where two runs share a name."""
     names = [run.name for run in runs]
     return names if len(set(names)) == len(names) else [run.root.name for run in runs]
 
 
-def _choose(columns: list[str], wanted: list[str] | None) -> list[str]:
+def choose_columns(columns: list[str], wanted: list[str] | None) -> list[str]:
     """Columns named by `--metrics` (`loss` means train and val loss, `accuracy` both accuracies, ...)."""
     if not wanted:
         return columns

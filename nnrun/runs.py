@@ -100,6 +100,29 @@ class Run:
         return self.root / "predictions.csv"
 
 
+def create_comparison_dir(run_dirs: list[Path], names: list[str]) -> Path:
+    """A new folder for `nnrun plot A B`: `<folder holding the runs folder>/comparisons/<A>-vs-<B>-<time>/`.
+
+    Beside the runs folder, never in it, where it would look like one more run. The first run decides; a second
+    comparison in the same second gets a `-2` suffix.
+    """
+    parent = Path(run_dirs[0]).absolute().parent.parent / "comparisons"
+    shown = "-vs-".join(names[:3]) + (f"-and-{len(names) - 3}-more" if len(names) > 3 else "")
+    stem = f"{shown[:80]}-{datetime.now():%Y%m%d-%H%M%S}"
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, 1000):
+            folder = parent / (stem if attempt == 1 else f"{stem}-{attempt}")
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                continue
+            return folder
+    except OSError as exc:
+        raise write_problem(exc) or exc from None
+    raise RuntimeError(f"could not create a new comparison folder in {parent}")
+
+
 def check_runs_dir(runs_dir: Path) -> None:
     """Refuse, before any work, a runs folder that cannot be created or written: a file in the way, no access."""
     existing = Path(runs_dir)
