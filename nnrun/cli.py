@@ -209,7 +209,7 @@ def runs(
         records = list_runs(runs_dir)
         records = sort_runs(records[:last] if last else records, sort)
         if as_json:
-            print(json.dumps([r.to_dict() for r in records], indent=2, default=str))
+            print(json.dumps([r.to_dict() for r in records], indent=2, allow_nan=False))
         elif not records:
             console.print(f"no runs in {runs_dir} (nnrun train writes them there)")
         else:

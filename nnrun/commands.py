@@ -20,6 +20,7 @@ from nnrun.config import (
     REGISTRIES,
     Config,
     apply_overrides,
+    check_loggers_installed,
     load_yaml,
     validate,
 )
@@ -38,7 +39,7 @@ from nnrun.errors import Interrupted, UserError, unknown_name, write_problem
 from nnrun.experiment import Experiment, build_experiment
 from nnrun.loggers import Loggers
 from nnrun.models import OUTPUT_ACTIVATIONS, summarize
-from nnrun.runs import Run, check_runs_dir, mark_latest, read_run
+from nnrun.runs import STATUSES, Run, check_runs_dir, mark_latest, read_run
 from nnrun.training import fit
 from nnrun.training_state import check_resumable, check_resume_overrides
 
@@ -62,6 +63,7 @@ def train(config_path: Path, overrides: list[str], *, runs_dir: Path, data_dir: 
           name: str | None = None, device: str | None = None) -> dict[str, Any]:
     """`nnrun train`: validate, build, create the run folder, fit, test, plot; returns the summary."""
     cfg = load_config(config_path, overrides, name=name, device=device)
+    check_loggers_installed(cfg)
     check_runs_dir(runs_dir)
     exp = build_experiment(cfg, data_dir=data_dir)  # every config and data problem surfaces here, before a run folder
     run = Run.create(runs_dir, cfg.name)
@@ -81,6 +83,7 @@ def resume(target: Path, overrides: list[str], *, runs_dir: Path, data_dir: Path
     check_resume_overrides(overrides)
     raw = apply_overrides(checkpoint["config"], [*overrides, *([f"device={device}"] if device else [])])
     cfg = validate(raw, config_dir=checkpoint["data"].get("config_dir"))
+    check_loggers_installed(cfg)
     check_resumable(checkpoint, cfg)
     exp = build_experiment(cfg, data_dir=data_dir)
     trained_on = checkpoint["data"].get("fingerprint")
@@ -109,8 +112,9 @@ def _train(exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None) -
             _print_header(exp, run, log)
             if resume:
                 log.print(f"resuming after epoch {resume['epoch']} of {exp.config.epochs}")
-            loggers = Loggers(run, exp.config, resumed_after=resume["epoch"] if resume else 0, say=log.print)
-            mark_latest(run)
+            loggers = Loggers(run, exp.config, history=resume["metrics"] if resume else [], say=log.print)
+            if not resume:
+                mark_latest(run)
         except KeyboardInterrupt:
             if not resume:  # a new folder with nothing in it yet but the config: leave no trace
                 log.close()
@@ -119,13 +123,15 @@ def _train(exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None) -
         status = "failed"  # what the loggers are told, unless the run gets further
         try:
             summary = _fit_and_draw(exp, run, log, resume=resume, loggers=loggers)
-            status = "failed" if summary["stop_reason"] == "non_finite_loss" else "completed"
+            status = STATUSES[summary["stop_reason"]]
         except (Interrupted, KeyboardInterrupt):
             status = "interrupted"
             raise
         finally:
-            loggers.finish(run, status)
+            logged = loggers.finish(run, status)
         _print_result(summary, log)
+        if not logged:
+            raise Interrupted(f"interrupted while logging; the run finished and its folder is complete: {run.root}")
     finally:
         try:
             log.close()
@@ -299,6 +305,7 @@ def check(config_path: Path, overrides: list[str], *, data_dir: Path = Path("dat
           device: str | None = None) -> None:
     """`nnrun check`: validate, build data and model, run one batch forward and backward; write nothing."""
     cfg = load_config(config_path, overrides, device=device)
+    check_loggers_installed(cfg)
     exp = build_experiment(cfg, data_dir=data_dir)
     console.print(f"[green]config ok[/]: {config_path}")
     console.print(_data_table(exp))

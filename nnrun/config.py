@@ -316,10 +316,17 @@ def _loggers(node: Any, problems: list[str]) -> tuple[str, ...]:
         if name not in LOGGER_PACKAGES:
             problems.append(f"unknown logger '{name}' ({hint(name, list(LOGGER_PACKAGES))}choices: "
                             f"{', '.join(LOGGER_PACKAGES)}; metrics.csv is always written)")
-        elif importlib.util.find_spec(LOGGER_PACKAGES[name][0]) is None:
-            problems.append(f"logger '{name}' needs the {LOGGER_PACKAGES[name][0]} package, which is not installed "
-                            f"(pip install \"{LOGGER_PACKAGES[name][1]}\")")
     return tuple(dict.fromkeys(names))
+
+
+def check_loggers_installed(cfg: Config) -> None:
+    """Before training: each logger's package is there. Not part of `validate`, so that a checkpoint trained with
+    a logger still evaluates, predicts and exports on a machine without it."""
+    missing = [name for name in cfg.loggers if importlib.util.find_spec(LOGGER_PACKAGES[name][0]) is None]
+    if missing:
+        raise UserError(*(f"logger '{name}' needs the {LOGGER_PACKAGES[name][0]} package, which is not installed "
+                          f"(pip install \"{LOGGER_PACKAGES[name][1]}\", or leave it out of loggers)"
+                          for name in missing))
 
 
 def task_problems(loss: str, task: str, what: str) -> list[str]:

@@ -193,7 +193,8 @@ def runs_table(records: list) -> Table:
 def comparison_table(rows: list[dict], modes: dict[str, str]) -> Table:
     """Runs side by side, a column each: epochs, best epoch, and each metric's final and best value, the best
     run of each row in bold. `rows` are comparison.csv's rows; `modes` maps each metric to `min` or `max`."""
-    table = Table(title="runs compared", title_justify="left", caption="final = last epoch, best = best epoch",
+    table = Table(title="runs compared", title_justify="left",
+                  caption="final = the last epoch's value; best = the best value over all epochs",
                   caption_justify="left")
     table.add_column("")
     for row in rows:

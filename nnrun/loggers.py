@@ -49,14 +49,17 @@ def rank() -> int:
 class TensorBoard:
     """Event files in `<run>/tensorboard/`: every metrics.csv column per epoch, hparams, and the answer plot."""
 
-    def __init__(self, run: Run, config: Config, *, resumed_after: int):
+    def __init__(self, run: Run, config: Config, *, history: list[dict[str, float]]):
         from torch.utils.tensorboard import SummaryWriter
 
         self.folder = run.root / "tensorboard"
         self.config = config
-        # A resumed run retrains the epochs after its checkpoint: purge_step hides what an earlier session logged
-        # for them, so no epoch is shown twice.
-        self.writer = SummaryWriter(str(self.folder), purge_step=resumed_after + 1 if resumed_after else None)
+        # A resumed run retrains the epochs after its checkpoint, and an earlier session may have logged some of
+        # them (or none, when the logger is new): purge_step hides everything logged before, and the epochs the
+        # checkpoint holds are logged again, so each epoch shows exactly once.
+        self.writer = SummaryWriter(str(self.folder), purge_step=1 if history else None, flush_secs=5)
+        for row in history:
+            self.epoch(row)
 
     def epoch(self, row: dict[str, float]) -> None:
         step = int(row["epoch"])
@@ -65,24 +68,28 @@ class TensorBoard:
                 self.writer.add_scalar(column, value, step)
 
     def finish(self, run: Run, summary: dict[str, Any], status: str) -> None:
-        metrics = {f"hparam/{k}": v for k, v in final_metrics(summary).items()}
-        self.writer.add_hparams(flatten(self.config.to_dict()), metrics, run_name=".")
-        for name in ("confusion_matrix", "predictions"):
-            path = run.plots_dir / f"{name}.png"
-            if path.is_file():
-                from matplotlib.image import imread
+        try:
+            metrics = {f"hparam/{k}": v for k, v in final_metrics(summary).items()}
+            self.writer.add_hparams(flatten(self.config.to_dict()), metrics, run_name=".")
+            for name in ("confusion_matrix", "predictions"):
+                path = run.plots_dir / f"{name}.png"
+                if path.is_file():
+                    from matplotlib.image import imread
 
-                self.writer.add_image(name, imread(path)[..., :3], dataformats="HWC")
+                    self.writer.add_image(name, imread(path)[..., :3], dataformats="HWC")
+        finally:
+            self.close()
+
+    def close(self) -> None:
         self.writer.close()
 
 
 class MLflow:
     """One MLflow run per nnrun run, in MLFLOW_TRACKING_URI or else `<runs-dir>/mlflow.db`; resuming continues it."""
 
-    def __init__(self, run: Run, config: Config, *, resumed_after: int):
+    def __init__(self, run: Run, config: Config, *, history: list[dict[str, float]]):
         for name in ("mlflow", "alembic", "sqlalchemy"):  # their INFO lines would interleave with the epochs
             logging.getLogger(name).setLevel(logging.WARNING)
-        from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
         self.uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(run.root.parent / 'mlflow.db').resolve()}"
@@ -91,18 +98,25 @@ class MLflow:
         self.pending: list[dict[str, float]] = []
         self.last_flush = time.monotonic()
         self.logged_up_to = 0  # epochs an earlier session of this run already logged
-        previous = json.loads(self.record.read_text()) if resumed_after and self.record.is_file() else None
-        if previous and previous["tracking_uri"] == self.uri:
+        previous = json.loads(self.record.read_text()) if history and self.record.is_file() else None
+        if previous and previous.get("tracking_uri") == self.uri:
             self.run_id = previous["run_id"]
             self.client.update_run(self.run_id, status="RUNNING")
-            history = self.client.get_metric_history(self.run_id, "train_loss")
-            self.logged_up_to = max((m.step for m in history), default=0)
+            steps = [m.step for m in self.client.get_metric_history(self.run_id, "train_loss")]
+            self.logged_up_to = max(steps, default=0)
             # Params cannot change in MLflow; a resume may change `epochs` and early stopping, kept as tags.
             logged = self.client.get_run(self.run_id).data.params
             for key, value in flatten(config.to_dict()).items():
                 if key in logged and logged[key] != str(value):
                     self.client.set_tag(self.run_id, f"resumed.{key}", str(value))
-            return
+        else:
+            self._create(run, config)
+        for row in history:  # the epochs the checkpoint holds and this MLflow run lacks
+            self.epoch(row)
+
+    def _create(self, run: Run, config: Config) -> None:
+        from mlflow.entities import Param
+
         experiment = self.client.get_experiment_by_name(config.name)
         if experiment is not None:
             experiment_id = experiment.experiment_id
@@ -137,8 +151,11 @@ class MLflow:
                 self.client.log_artifacts(self.run_id, str(path), folder)
             elif path.is_file():
                 self.client.log_artifact(self.run_id, str(path), folder)
-        self.client.set_terminated(self.run_id, status={"completed": "FINISHED", "interrupted": "KILLED",
-                                                         "failed": "FAILED"}[status])
+        self.client.set_terminated(self.run_id, status={"interrupted": "KILLED", "failed": "FAILED"}.get(status,
+                                                                                                     "FINISHED"))
+
+    def close(self) -> None:
+        pass
 
     def _flush(self) -> None:
         from mlflow.entities import Metric
@@ -158,30 +175,41 @@ LOGGERS = {"tensorboard": TensorBoard, "mlflow": MLflow}
 class Loggers:
     """The run's loggers, called like one: `epoch(row)` after each metrics.csv row, `finish(...)` at the end.
 
-    A logger that raises is reported once through `say` and dropped: it never stops training.
+    `history` holds the rows metrics.csv already has (a resumed run's), which a logger may lack. A logger that
+    raises is reported once through `say` and dropped: it never stops training.
     """
 
-    def __init__(self, run: Run, config: Config, *, resumed_after: int = 0, say=print):
+    def __init__(self, run: Run, config: Config, *, history: list[dict[str, float]] = (), say=print):
         self.say = say
         self.active: dict[str, Any] = {}
         if rank() != 0:
             return
         for name in config.loggers:
             self._call(name, lambda cls=LOGGERS[name]: self.active.__setitem__(
-                name, cls(run, config, resumed_after=resumed_after)))
+                name, cls(run, config, history=list(history))))
 
     def epoch(self, row: dict[str, float]) -> None:
         for name, logger in list(self.active.items()):
             self._call(name, lambda: logger.epoch(row))
 
-    def finish(self, run: Run, status: str) -> None:
-        """Log the end of the run from its summary.json: `status` is completed, interrupted or failed."""
-        if not self.active:
-            return
-        summary = json.loads(run.summary_path.read_text()) if run.summary_path.is_file() else {}
-        for name, logger in list(self.active.items()):
-            self._call(name, lambda: logger.finish(run, summary, status))
-        self.active.clear()
+    def finish(self, run: Run, status: str) -> bool:
+        """Log the end of the run from its summary.json; `status` is one of runs.STATUSES' values. Returns False
+        when Ctrl-C cut it short (the run's folder is complete either way)."""
+        try:
+            summary = json.loads(run.summary_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # not written (the run failed before it), or torn by a full disk
+            summary = {}
+        try:
+            for name, logger in list(self.active.items()):
+                self._call(name, lambda: logger.finish(run, summary, status))
+                self.active.pop(name, None)
+        except KeyboardInterrupt:
+            for name, logger in self.active.items():
+                self.say(f"[yellow]note[/]   {name} logging was cut short by Ctrl-C (metrics.csv has every epoch)")
+                logger.close()
+            self.active.clear()
+            return False
+        return True
 
     def _call(self, name: str, action) -> None:
         try:
@@ -189,6 +217,11 @@ class Loggers:
                 warnings.simplefilter("ignore")  # the trackers' deprecation warnings are not the user's business
                 action()
         except Exception as exc:  # noqa: BLE001 - any failure of a copy must not stop the run
-            self.active.pop(name, None)
+            logger = self.active.pop(name, None)
+            if logger is not None:
+                try:
+                    logger.close()
+                except Exception:  # noqa: BLE001 - already reporting the first failure
+                    pass
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             self.say(f"[yellow]note[/]   {name} logging stopped: {reason} (metrics.csv has every epoch)")

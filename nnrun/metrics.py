@@ -11,14 +11,21 @@ import numpy as np
 EPOCH_METRICS = {"classification": ["train_accuracy", "val_accuracy"],
                  "regression": ["val_rmse", "val_mae", "val_r2"]}
 MONITORABLE = ["val_loss", "train_loss", *EPOCH_METRICS["classification"], *EPOCH_METRICS["regression"]]
-HIGHER_IS_BETTER = {"train_accuracy", "val_accuracy", "val_r2"}
+# Metrics where larger is better (with or without a train_/val_/test_ prefix); for every other one, smaller is.
+HIGHER_IS_BETTER = {"accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "r2"}
+HEADLINE = {"classification": "accuracy", "regression": "r2"}  # the test result people ask for first
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of `metric` (val_accuracy, test rmse, ...) is the better one."""
+    return metric.removeprefix("train_").removeprefix("val_").removeprefix("test_") in HIGHER_IS_BETTER
 
 
 def resolve_mode(monitor: str, mode: str) -> str:
     """`min` or `max` for a monitored metric: `auto` is `max` for accuracy and R², else `min`."""
     if mode != "auto":
         return mode
-    return "max" if monitor in HIGHER_IS_BETTER else "min"
+    return "max" if higher_is_better(monitor) else "min"
 
 
 def epoch_columns(task: str, *, compile: bool = False) -> list[str]:

@@ -13,6 +13,7 @@ import yaml
 
 from nnrun.console import format_duration, format_number
 from nnrun.errors import writing
+from nnrun.metrics import HEADLINE
 from nnrun.runs import Run, RunFiles
 
 # The plot that answers "how good is it?" first, then how training went.
@@ -25,7 +26,7 @@ CAPTIONS = {
     "lr": "The learning rate each epoch trained with.",
 }
 # The headline number: what a reader asks of each task first.
-HEADLINE_METRIC = {"classification": ("accuracy", "accuracy"), "regression": ("r2", "R²")}
+SHOWN = {"r2": "R²"}  # how a metric's name reads in the headline
 
 STYLE = """
 * { box-sizing: border-box; }
@@ -98,7 +99,8 @@ def write_report(run: RunFiles, plots: list[Path]) -> Path:
 def _headline(run: RunFiles) -> str:
     """The answer (test accuracy or R²), the best epoch, why training stopped, and how long it took."""
     summary = run.summary
-    key, shown = HEADLINE_METRIC[run.task]
+    key = HEADLINE[summary.get("task") or run.task]  # the summary knows the task even when metrics.csv is empty
+    shown = SHOWN.get(key, key)
     rows = summary.get("rows") or {}
     if summary.get("test"):
         answer = ("test " + shown, summary["test"].get(key),

@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from nnrun.errors import UserError, write_problem, writing
+from nnrun.metrics import HEADLINE, higher_is_better
 
 
 class Run:
@@ -264,12 +265,8 @@ def read_metrics(path: Path) -> tuple[dict[str, list[float]], list[str]]:
 
 STATUSES = {"completed": "completed", "early_stopping": "early-stopped", "stop_at": "early-stopped",
             "interrupted": "interrupted", "non_finite_loss": "failed"}
-LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "max_error")  # test metrics where the smallest value is best
-SORT_KEYS = {  # --sort KEY: what each sorts by, and whether the largest comes first
-    "started": "start time, newest first", "name": "name", "status": "status", "epochs": "epochs run",
-    "duration": "duration, longest first", "val": "the monitored val value, best first",
-    "test": "the test headline (accuracy or R²), best first",
-}
+# --sort KEY besides a test metric's name (cli.py's --sort help says what each means); each sorts best first.
+SORT_KEYS = ("started", "name", "status", "epochs", "duration", "val", "test")
 
 
 @dataclass
@@ -279,7 +276,7 @@ class RunRecord:
     folder: Path
     name: str
     started: datetime | None
-    status: str  # completed, early-stopped, interrupted, failed; unfinished: running, or killed before its summary
+    status: str  # a STATUSES value; unfinished: running, or killed before its summary; unreadable: summary damaged
     epochs_run: int | None
     epochs: int | None
     best_epoch: int | None
@@ -292,18 +289,19 @@ class RunRecord:
     @property
     def headline(self) -> tuple[str, float] | None:
         """The test result people ask for first: accuracy, or R² for regression."""
-        for key in ("accuracy", "r2"):
+        for key in HEADLINE.values():
             if isinstance(self.test.get(key), (int, float)):
                 return key, float(self.test[key])
         return None
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types; a NaN or infinite number (R² of one test row) is null, as JSON has no NaN."""
         return {"name": self.name, "folder": str(self.folder),
                 "started": self.started.isoformat(timespec="seconds") if self.started else None,
                 "status": self.status, "epochs_run": self.epochs_run, "epochs": self.epochs,
-                "best_epoch": self.best_epoch, "monitor": self.monitor, "best_value": self.best_value,
-                "test": {k: v for k, v in self.test.items() if isinstance(v, (int, float))},
-                "seconds": self.seconds}
+                "best_epoch": self.best_epoch, "monitor": self.monitor, "best_value": _finite(self.best_value),
+                "test": {k: _finite(v) for k, v in self.test.items() if isinstance(v, (int, float))},
+                "seconds": _finite(self.seconds)}
 
 
 def list_runs(runs_dir: Path) -> list[RunRecord]:
@@ -338,7 +336,7 @@ def sort_runs(records: list[RunRecord], key: str) -> list[RunRecord]:
             found = _negated(record.headline[1]) if record.headline else None
         else:
             metric = record.test.get(key)
-            found = metric if key in LOWER_IS_BETTER else _negated(metric)
+            found = _negated(metric) if higher_is_better(key) else metric
         missing = found is None or (isinstance(found, float) and math.isnan(found))
         return missing, found if not missing else 0
 
@@ -360,6 +358,10 @@ def mark_latest(run: Run) -> None:
         temp.unlink(missing_ok=True)
 
 
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def _negated(value: float | None) -> float | None:
     return -value if isinstance(value, (int, float)) else None
 
@@ -370,19 +372,27 @@ def _record(folder: Path) -> RunRecord | None:
         return None
     try:
         config = yaml.safe_load(run.config_path.read_text(encoding="utf-8"))
-        summary = json.loads(run.summary_path.read_text(encoding="utf-8")) if run.summary_path.is_file() else None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
-    if not isinstance(config, dict) or not isinstance(summary, (dict, type(None))):
-        return None
+    if not isinstance(config, dict) or "data" not in config:
+        return None  # a config.yaml, but not one nnrun train wrote
+    status, summary = "unfinished", {}
+    if run.summary_path.is_file():
+        try:
+            summary = json.loads(run.summary_path.read_text(encoding="utf-8"))
+            status = STATUSES.get(summary.get("stop_reason"), "failed")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            status, summary = "unreadable", {}  # a run whose summary.json is damaged: still a run
     stopping = config.get("early_stopping") if isinstance(config.get("early_stopping"), dict) else {}
-    summary = summary or {}
     epochs_run = summary.get("epochs_run")
     if epochs_run is None and run.metrics_path.is_file():
-        epochs_run = max(0, len(run.metrics_path.read_text(encoding="utf-8").strip().splitlines()) - 1)
+        try:
+            epochs_run = len(read_metrics(run.metrics_path)[0].get("epoch", []))  # a torn last row is left out
+        except (OSError, UnicodeDecodeError, UserError):
+            epochs_run = None
     return RunRecord(
         folder=folder, name=str(summary.get("name") or config.get("name") or folder.name),
-        started=_started(folder), status=STATUSES.get(summary.get("stop_reason"), "failed") if summary else "unfinished",
+        started=_started(folder), status=status,
         epochs_run=epochs_run, epochs=summary.get("epochs", config.get("epochs")),
         best_epoch=summary.get("best_epoch"), monitor=summary.get("monitor", stopping.get("monitor")),
         best_value=summary.get("best_value"), lower_is_better=stopping.get("mode", "min") != "max",

@@ -156,10 +156,10 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
                     # checkpoint after the scheduler step, so that resuming continues with the next epoch's lr
                     best = best_checkpoint(exp, state, weights=best_weights) if state.best_epoch == epoch else None
                     saver.update(best=best, last=last_checkpoint(exp, state, best_weights=best_weights))
+                    if loggers is not None:
+                        loggers.epoch(row)  # TensorBoard, MLflow: copies of the metrics.csv row
 
                 log.epoch(_epoch_line(row, cfg.epochs, task.kind))
-                if loggers is not None:
-                    loggers.epoch(row)  # TensorBoard, MLflow: copies of the metrics.csv row
                 bar(epoch, row, task.kind)
                 if early := _early_stop(state, row[stopping.monitor], stopping):
                     stop = early
@@ -283,7 +283,7 @@ def _summary(exp: Experiment, run: Run, state: LoopState, *, stop: Stop, test: d
 
 def _epoch_line(row: dict[str, float], epochs: int, task: str) -> str:
     width = len(str(epochs))
-    parts = [f"epoch {row['epoch']:>{width}}/{epochs}", f"lr {row['lr']:.3g}"]
+    parts = [f"epoch {row['epoch']:>{width}}/{epochs}", f"lr {format_number(row['lr'], digits=3)}"]
     parts += [f"{name} {format_number(row[name])}" for name in ("train_loss", "val_loss", *EPOCH_METRICS[task])
               if name in row]
     parts.append(f"{row['epoch_seconds']:.2f}s")

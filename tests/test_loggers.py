@@ -81,6 +81,7 @@ def test_a_resumed_run_continues_the_same_mlflow_run_without_repeating_epochs(cl
 
 
 def test_mlflow_tracking_uri_from_the_environment_wins(cli, write_config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MLflow puts the artifacts of a store it did not create in ./mlruns
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'team.db'}")
     train(cli, write_config, tmp_path / "runs", epochs=2, loggers=["mlflow"])
     _, logged = mlflow_run(tmp_path / "team.db")
@@ -103,11 +104,30 @@ def test_only_rank_0_logs(cli, write_config, tmp_path, monkeypatch):
     assert not (run / "tensorboard").exists()
 
 
-def test_unknown_or_missing_loggers_are_config_errors_with_the_fix(monkeypatch):
+def test_unknown_or_missing_loggers_are_config_errors_with_the_fix(cli, write_config, tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"unknown logger 'tensorbord' \(did you mean 'tensorboard'\?"):
         validate(merged(BASE_CONFIG, {"loggers": ["tensorbord"]}))
-    # A package that is really not installed, under the name the check looks up.
-    monkeypatch.setitem(nnrun.config.LOGGER_PACKAGES, "mlflow", ("mlflow_not_installed", "nnrun[mlflow]"))
-    with pytest.raises(UserError, match=r'logger .mlflow. needs .* \(pip install "nnrun\[mlflow\]"\)'):
-        validate(merged(BASE_CONFIG, {"loggers": ["mlflow"]}))
     assert validate(merged(BASE_CONFIG, {"loggers": "tensorboard"})).loggers == ("tensorboard",)
+    _, run = train(cli, write_config, tmp_path / "runs", epochs=1, loggers=["mlflow"])
+    # Then mlflow goes missing: a package that is really not installed, under the name the check looks up.
+    monkeypatch.setitem(nnrun.config.LOGGER_PACKAGES, "mlflow", ("mlflow_not_installed", "nnrun[mlflow]"))
+    for args in (("train", write_config(loggers=["mlflow"]), "--runs-dir", tmp_path / "other"),
+                 ("check", write_config(loggers=["mlflow"])), ("train", "--resume", run, "epochs=2")):
+        result = cli(*args)
+        assert result.exit_code == 2, result.output
+        assert 'logger \'mlflow\' needs the mlflow_not_installed package' in result.stderr
+        assert '(pip install "nnrun[mlflow]", or leave it out of loggers)' in result.stderr
+    assert not (tmp_path / "other").exists()
+    # The model it trained still evaluates and predicts: the loggers matter only to training.
+    assert cli("eval", run / "checkpoints" / "best.pth").exit_code == 0
+
+
+def test_a_logger_added_on_resume_gets_the_epochs_before_it_too(cli, write_config, tmp_path):
+    _, run = train(cli, write_config, tmp_path / "runs", epochs=3)
+    result = cli("train", "--resume", run, "epochs=5", "loggers=[tensorboard,mlflow]")
+    assert result.exit_code == 0, result.output
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val_loss")] == [1, 2, 3, 4, 5]
+    client, logged = mlflow_run(tmp_path / "runs" / "mlflow.db")
+    assert sorted(m.step for m in client.get_metric_history(logged.info.run_id, "val_loss")) == [1, 2, 3, 4, 5]

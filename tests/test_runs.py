@@ -65,13 +65,15 @@ def mixed_runs(tmp_path_factory):
         return subprocess.Popen([sys.executable, "-m", "nnrun", "train", str(path), "--runs-dir", str(runs), *args],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
-    assert train(config("done", epochs=4, optimizer={"type": "sgd", "lr": 0.3})).wait(120) == 0
-    time.sleep(1.1)  # folder names carry the second a run started
-    assert train(config("early", epochs=50, optimizer={"type": "sgd", "lr": 1e-9},
-                        early_stopping={"patience": 2, "min_delta": 0.01})).wait(120) == 0
-    time.sleep(1.1)
-    assert train(config("diverged", epochs=5, optimizer={"type": "sgd", "lr": 1e30})).wait(120) == 2
-    time.sleep(1.1)
+    started = [train(config("done", epochs=4, optimizer={"type": "sgd", "lr": 0.3})),
+               train(config("early", epochs=50, optimizer={"type": "sgd", "lr": 1e-9},
+                            early_stopping={"patience": 2, "min_delta": 0.01})),
+               train(config("diverged", epochs=5, optimizer={"type": "sgd", "lr": 1e30})),
+               train(config("torn", epochs=2))]
+    assert [p.wait(120) for p in started] == [0, 0, 2, 0]
+    (torn,) = runs.glob("torn-*")
+    (torn / "summary.json").write_text('{"name": "torn", "stop_re')  # as a full disk can leave it
+    time.sleep(1.1)  # folder names carry the second a run started: the next one is the newest
     slow = train(config("stopped", epochs=100_000, batch_size=1))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not any(
@@ -91,13 +93,17 @@ def test_runs_lists_every_run_with_its_status_and_skips_what_is_not_a_run(cli, m
     result = cli("runs", mixed_runs, "--json")
     assert result.exit_code == 0, result.output
     listed = json.loads(result.stdout)
-    assert [(r["name"], r["status"]) for r in listed] == [  # newest first
-        ("stopped", "interrupted"), ("diverged", "failed"), ("early", "early-stopped"), ("done", "completed")]
-    stopped, _, early, done = listed
+    assert listed[0]["name"] == "stopped"  # newest first: the others started together, a second or more before
+    assert [r["started"] for r in listed] == sorted((r["started"] for r in listed), reverse=True)
+    statuses = {r["name"]: r["status"] for r in listed}
+    assert statuses == {"done": "completed", "early": "early-stopped", "diverged": "failed", "stopped": "interrupted",
+                        "torn": "unreadable"}
+    stopped, early, done = (next(r for r in listed if r["name"] == name) for name in ("stopped", "early", "done"))
     assert done["epochs_run"] == done["epochs"] == 4 and done["test"]["accuracy"] > 0.5
     assert early["epochs_run"] == 3 and early["best_epoch"] == 1 and early["monitor"] == "val_loss"
     assert stopped["epochs_run"] >= 2 and stopped["test"] == {}
-    assert all(r["seconds"] > 0 and r["started"] for r in listed)
+    assert all(r["seconds"] > 0 for r in listed if r["name"] != "torn") and all(r["started"] for r in listed)
+    assert next(r for r in listed if r["name"] == "torn")["epochs_run"] == 2  # read from metrics.csv instead
     assert (mixed_runs / "latest").resolve() == Path(stopped["folder"]).resolve()  # the newest run
 
 
@@ -105,15 +111,17 @@ def test_runs_sorts_best_first_and_keeps_the_last_n(cli, mixed_runs):
     by_test = json.loads(cli("runs", mixed_runs, "--sort", "test", "--json").stdout)
     accuracies = [r["test"].get("accuracy") for r in by_test]
     known = [a for a in accuracies if a is not None]
-    assert known == sorted(known, reverse=True) and accuracies[len(known):] == [None] * (4 - len(known))
+    assert known == sorted(known, reverse=True) and accuracies[len(known):] == [None] * (5 - len(known))
     by_val = json.loads(cli("runs", mixed_runs, "--sort", "val", "--json").stdout)
     values = [r["best_value"] for r in by_val if r["best_value"] is not None]
     assert values == sorted(values)  # val_loss: lowest first
-    newest = json.loads(cli("runs", mixed_runs, "--last", "2", "--json").stdout)
-    assert [r["name"] for r in newest] == ["stopped", "diverged"]
-    table = cli("runs", mixed_runs, "--sort", "started")
-    lines = [line for line in table.stdout.splitlines() if "│" in line]
-    assert [line.split("│")[1].strip() for line in lines] == ["stopped", "diverged", "early", "done"]
+    newest = json.loads(cli("runs", mixed_runs, "--last", "1", "--json").stdout)
+    assert [r["name"] for r in newest] == ["stopped"]
+    assert len(json.loads(cli("runs", mixed_runs, "--last", "3", "--json").stdout)) == 3
+    by_name = cli("runs", mixed_runs, "--sort", "name")
+    lines = [line for line in by_name.stdout.splitlines() if "│" in line]
+    assert [line.split("│")[1].strip() for line in lines] == ["diverged", "done", "early", "stopped", "torn"]
+    table = by_name
     assert "early-stopped" in table.stdout and "test accuracy" in table.stdout
 
 
