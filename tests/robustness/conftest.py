@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 CASES: Counter[str] = Counter()  # cases run, by kind; printed at the end of the session
 
 # Example counts sized so the whole suite stays within a few minutes on 2 CPU cores; NNRUN_FUZZ=thorough for more.
-settings.register_profile("default", max_examples=100, deadline=None, derandomize=True, print_blob=True,
+settings.register_profile("default", max_examples=60, deadline=None, derandomize=True, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.register_profile("thorough", max_examples=400, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
