@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 from nnrun.config import validate
 from nnrun.experiment import Experiment, build_experiment
@@ -128,3 +129,19 @@ def write_idx_folder(folder, *, n_train: int = 200, n_test: int = 50, size: int 
         write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images, gz=gz)
         write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels, gz=gz)
     return folder
+
+
+def train_runs(folder: Path, changes_by_name: dict[str, dict]) -> dict[str, Path]:
+    """Train one run per name (BASE_CONFIG with those changes) through the CLI into folder/runs; name -> run folder."""
+    from typer.testing import CliRunner
+
+    from nnrun.cli import app
+
+    made = {}
+    for name, changes in changes_by_name.items():
+        config = folder / f"{name}.yaml"
+        config.write_text(yaml.safe_dump(merged(BASE_CONFIG, {"name": name, **changes})))
+        result = CliRunner().invoke(app, ["train", str(config), "--runs-dir", str(folder / "runs")])
+        assert result.exit_code == 0, result.output
+        made[name] = next(p for p in run_dirs(folder / "runs") if p.name.startswith(f"{name}-"))
+    return made

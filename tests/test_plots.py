@@ -24,7 +24,7 @@ from nnrun.plots import (
     predictions_figure,
 )
 from nnrun.runs import read_run
-from tests.helpers import HOUSE_CONFIG, house_prices, run_dirs
+from tests.helpers import HOUSE_CONFIG, house_prices, train_runs
 
 CLASSIFICATION_PLOTS = {"loss.png", "metrics.png", "lr.png", "confusion_matrix.png"}
 REGRESSION_PLOTS = {"loss.png", "metrics.png", "lr.png", "predictions.png"}
@@ -33,27 +33,14 @@ REGRESSION_PLOTS = {"loss.png", "metrics.png", "lr.png", "predictions.png"}
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Four short runs: two iris classifiers, a regression and one of six-digit prices, trained through the CLI."""
-    import yaml
-    from typer.testing import CliRunner
-
-    from nnrun.cli import app
-    from tests.helpers import BASE_CONFIG, merged
-
     folder = tmp_path_factory.mktemp("plots")
     house_prices().to_csv(folder / "house.csv", index=False)
-    made = {}
-    for name, changes in {
+    return train_runs(folder, {
         "fast": {"epochs": 6, "scheduler": {"type": "step", "step_size": 2, "gamma": 0.5}},
         "slow": {"epochs": 4, "optimizer": {"lr": 0.01}},
         "reg": {"epochs": 5, "data": {"type": "diabetes"}, "loss": "mse", "optimizer": {"type": "adam", "lr": 0.01}},
         "house": HOUSE_CONFIG,
-    }.items():
-        config = folder / f"{name}.yaml"
-        config.write_text(yaml.safe_dump(merged(BASE_CONFIG, {"name": name, **changes})))
-        result = CliRunner().invoke(app, ["train", str(config), "--runs-dir", str(folder / "runs")])
-        assert result.exit_code == 0, result.output
-        made[name] = next(p for p in run_dirs(folder / "runs") if p.name.startswith(f"{name}-"))
-    return made
+    })
 
 
 def decoded(path):

@@ -11,12 +11,9 @@ import subprocess
 from html.parser import HTMLParser
 
 import pytest
-import yaml
-from typer.testing import CliRunner
 
-from nnrun.cli import app
 from nnrun.console import format_duration, format_number
-from tests.helpers import BASE_CONFIG, HOUSE_CONFIG, house_prices, merged, run_dirs
+from tests.helpers import HOUSE_CONFIG, house_prices, train_runs
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 ANSWER_PLOT = {"classification": "plot-confusion_matrix", "regression": "plot-predictions"}
@@ -27,17 +24,10 @@ def runs(tmp_path_factory):
     """A classifier with a step schedule and a regression of six-digit prices, trained through the CLI."""
     folder = tmp_path_factory.mktemp("report")
     house_prices().to_csv(folder / "house.csv", index=False)
-    made = {}
-    for name, changes in {
+    return train_runs(folder, {
         "classification": {"epochs": 4, "scheduler": {"type": "step", "step_size": 2, "gamma": 0.5}},
         "regression": HOUSE_CONFIG,
-    }.items():
-        config = folder / f"{name}.yaml"
-        config.write_text(yaml.safe_dump(merged(BASE_CONFIG, {"name": name, **changes})))
-        result = CliRunner().invoke(app, ["train", str(config), "--runs-dir", str(folder / "runs")])
-        assert result.exit_code == 0, result.output
-        made[name] = next(p for p in run_dirs(folder / "runs") if p.name.startswith(f"{name}-"))
-    return made
+    })
 
 
 class Outline(HTMLParser):
