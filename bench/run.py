@@ -2,8 +2,9 @@
 
     python bench/run.py [--quick] [--tasks tiny,medium,wide,images,process] [--out bench/results.md]
 
-Every measurement runs in a fresh process, and the ways are interleaved (round by round, in a shuffled order),
-so that a neighbour's load falls on all of them alike. Each task runs twice: on the machine as it is ("quiet"),
+Every way runs in a fresh process, and the ways run in lockstep: epoch k of each, one at a time in a shuffled
+order, then epoch k + 1, so that a neighbour's load falls on all of them alike. A ratio is the median of the
+per-epoch ratios (epoch k of one way over epoch k of the other, measured seconds apart). Each task runs twice: on the machine as it is ("quiet"),
 and with one competing CPU-bound process that the benchmark starts and stops itself ("loaded"). It prints the
 median seconds per epoch after the first (warm-up) epoch and the ratios, and writes the tables to --out.
 This is a benchmark, not a test: it asserts nothing.
@@ -28,28 +29,68 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.worker import TASKS  # noqa: E402 - after the path is set
+from bench.worker import PREFIX, TASKS, write_images  # after the path is set
 
 # Epochs per task: enough that the median after the warm-up epoch is stable, (full, quick).
-EPOCHS = {"tiny": (40, 12), "medium": (8, 3), "wide": (5, 3), "images": (5, 4)}
+EPOCHS = {"tiny": (40, 20), "medium": (8, 4), "wide": (6, 5), "images": (5, 4)}
 ROUNDS = (3, 1)
 PROCESS_RUNS = (5, 2)
 IMAGES = (4000, 512)  # training images of the image task
 WIDE_ROWS = (60000, 10000)  # training rows of the wide task
 
 
-def measure(task: str, way: str, *, epochs: int, workdir: Path, threads: str = "auto", compile: bool = False,
-            quick: bool) -> dict:
-    """Run one worker process; its JSON result (or the error it printed)."""
-    command = [sys.executable, str(HERE / "worker.py"), task, way, "--epochs", str(epochs), "--threads", threads,
-               "--images", str(IMAGES[quick]), "--rows", str(WIDE_ROWS[quick]), "--workdir", str(workdir)]
-    command += ["--compile"] if compile else []
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    try:
-        return json.loads(done.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        return {"error": " | ".join(tail) or f"exit {done.returncode}"}
+def measure_together(task: str, ways: list[tuple[str, str, str, bool, str]], *, epochs: int, workdir: Path,
+                     quick: bool) -> dict[str, dict]:
+    """One fresh worker process per way, run in lockstep: epoch k of every way, one at a time in a shuffled order,
+    then epoch k + 1. The processes start (imports) together; only the epochs are timed. Returns each way's
+    result (its epoch times after the first), or the error it printed."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    workers: dict[str, subprocess.Popen] = {}
+    errors: dict[str, Path] = {}
+    for label, way, threads, compile, precision in ways:
+        command = [sys.executable, str(HERE / "worker.py"), task, way, "--epochs", str(epochs), "--threads",
+                   threads, "--precision", precision, "--images", str(IMAGES[quick]), "--rows",
+                   str(WIDE_ROWS[quick]), "--workdir", str(workdir), "--lockstep", *(["--compile"] if compile else [])]
+        errors[label] = workdir / f"{label.replace(' ', '_')}.stderr"
+        with errors[label].open("w") as stderr:
+            workers[label] = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                              text=True, cwd=ROOT)
+    results: dict[str, dict] = {}
+    alive = [label for label in workers if _next(workers[label]) == ["ready"]]
+    for label in workers:
+        if label not in alive:
+            results[label] = _failed(workers[label], errors[label])
+    for _ in range(epochs + 1):  # the last turn lets each worker finish and report
+        for label in random.sample(alive, len(alive)):
+            worker = workers[label]
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+            message = _next(worker)
+            if message[:1] == ["result"]:
+                results[label] = json.loads(message[1])
+            elif message[:1] != ["epoch"]:
+                results[label] = _failed(worker, errors[label])
+        alive = [label for label in alive if label not in results]
+    for label in alive:
+        results[label] = {"error": "did not finish"}
+    for worker in workers.values():
+        worker.kill()
+        worker.wait()
+    return results
+
+
+def _next(worker: subprocess.Popen) -> list[str]:
+    """The worker's next protocol message (its other output is nnrun's console, skipped), or [] when it ended."""
+    for line in worker.stdout:
+        if line.startswith(PREFIX + " "):
+            return line[len(PREFIX) + 1:].rstrip("\n").split(" ", 1)
+    return []
+
+
+def _failed(worker: subprocess.Popen, stderr: Path) -> dict:
+    worker.kill()
+    tail = stderr.read_text(errors="replace").strip().splitlines()[-3:]
+    return {"error": " | ".join(tail) or f"exit {worker.wait()}"}
 
 
 def whole_process(runs: int, workdir: Path) -> dict:
@@ -86,37 +127,41 @@ class Competitor:
         self.process.wait()
 
 
-def ways_for(condition: str, cores: int, *, quick: bool) -> list[tuple[str, str, str, bool]]:
-    """(label, way, threads, compile) measured under a condition. --quick measures what the targets need and
-    leaves the DataLoader out under load and Lightning out altogether (it takes seconds to import)."""
-    ways = [("nnrun", "nnrun", "auto", False), ("hand", "hand", "auto", False)]
+def ways_for(condition: str, cores: int, *, quick: bool, cuda: bool) -> list[tuple[str, str, str, bool, str]]:
+    """(label, way, threads, compile, precision) measured under a condition. --quick measures what the targets need
+    and leaves the DataLoader out under load and Lightning out altogether (it takes seconds to import). On CUDA,
+    nnrun also runs in fp32 beside its default (`precision: auto`, bf16 there), as the other ways compute."""
+    ways = [("nnrun", "nnrun", "auto", False, "auto"), ("hand", "hand", "auto", False, "auto")]
     if not (quick and condition == "loaded"):
-        ways.append(("loader", "loader", "auto", False))
+        ways.append(("loader", "loader", "auto", False, "auto"))
     if not quick:
-        ways.append(("lightning", "lightning", "auto", False))
+        ways.append(("lightning", "lightning", "auto", False, "auto"))
+    if cuda and condition == "quiet":
+        ways.append(("nnrun fp32", "nnrun", "auto", False, "fp32"))
     if condition == "loaded":
-        ways += [("nnrun t=1", "nnrun", "1", False), (f"nnrun t={cores}", "nnrun", str(cores), False)]
+        ways += [("nnrun t=1", "nnrun", "1", False, "auto"), (f"nnrun t={cores}", "nnrun", str(cores), False, "auto")]
     return ways
 
 
 def run_condition(condition: str, tasks: list[str], *, quick: bool, workdir: Path, cores: int,
-                  lightning: bool) -> dict:
+                  lightning: bool, cuda: bool, all_epochs: int | None) -> dict:
     results: dict = {}
-    rounds = ROUNDS[quick]
     for task in [t for t in tasks if t in TASKS]:
-        epochs = EPOCHS[task][quick]
-        ways = [w for w in ways_for(condition, cores, quick=quick) if lightning or w[1] != "lightning"]
+        epochs = all_epochs or EPOCHS[task][quick]
+        ways = [w for w in ways_for(condition, cores, quick=quick, cuda=cuda) if lightning or w[1] != "lightning"]
         if task == "medium" and condition == "quiet":
-            ways.append(("nnrun compile", "nnrun", "auto", True))
-        samples: dict[str, list[dict]] = {label: [] for label, *_ in ways}
-        for _ in range(rounds):
-            for label, way, threads, compile in random.sample(ways, len(ways)):
-                result = measure(task, way, epochs=epochs, workdir=workdir / task, threads=threads, compile=compile,
-                                 quick=quick)
-                samples[label].append(result)
-                shown = f"{result['median']:.4f} s/epoch" if "median" in result else f"FAILED {result['error']}"
-                print(f"  {condition:6} {task:7} {label:14} {shown}", flush=True)
-        results[task] = {label: _combine(runs) for label, runs in samples.items()}
+            ways.append(("nnrun compile", "nnrun", "auto", True, "auto"))
+        if task == "images" and not (workdir / task / "idx").is_dir():
+            write_images(workdir / task, IMAGES[quick])
+        rounds = []
+        for round_ in range(ROUNDS[quick]):
+            print(f"  {condition:6} {task:7} round {round_ + 1} of {ROUNDS[quick]}: {len(ways)} ways, {epochs} epochs",
+                  flush=True)
+            rounds.append(measure_together(task, ways, epochs=epochs, workdir=workdir / task, quick=quick))
+        results[task] = {label: _combine([r[label] for r in rounds]) for label, *_ in ways}
+        for label, result in results[task].items():
+            shown = f"{result['median']:.4f} s/epoch" if "median" in result else f"FAILED {result['error']}"
+            print(f"  {condition:6} {task:7} {label:14} {shown}", flush=True)
     if "process" in tasks:
         results["process"] = whole_process(PROCESS_RUNS[quick], workdir / "process")
         print(f"  {condition:6} process nnrun {results['process']['nnrun']:.2f} s, plain script "
@@ -125,13 +170,22 @@ def run_condition(condition: str, tasks: list[str], *, quick: bool, workdir: Pat
 
 
 def _combine(runs: list[dict]) -> dict:
-    ok = [r for r in runs if "median" in r]
+    """A way's rounds together: every epoch time after the first, round by round, and their median."""
+    ok = [r for r in runs if r.get("epochs")]
     if not ok:
-        return {"error": runs[0].get("error", "failed")}
-    combined = {"median": statistics.median(r["median"] for r in ok), "threads": ok[0].get("threads")}
+        return {"error": runs[0].get("error", "no epochs timed")}
+    combined = {"epochs": [r["epochs"] for r in ok], "threads": ok[0].get("threads"),
+                "median": statistics.median(t for r in ok for t in r["epochs"])}
     if any("compile_seconds" in r for r in ok):
         combined["compile_seconds"] = statistics.median(r.get("compile_seconds", 0.0) for r in ok)
     return combined
+
+
+def paired_ratio(a: dict | None, b: dict | None) -> float | None:
+    """The median over epochs of a's epoch time over b's same epoch (run back to back in lockstep), or None."""
+    if not a or not b or "epochs" not in a or "epochs" not in b:
+        return None
+    return statistics.median(x / y for ra, rb in zip(a["epochs"], b["epochs"]) for x, y in zip(ra, rb) if y > 0)
 
 
 def machine() -> str:
@@ -159,17 +213,23 @@ def tables(results: dict, *, quick: bool, cores: int) -> str:
             rows = spec.rows.format(n=f"{(IMAGES if task == 'images' else WIDE_ROWS)[quick]:,}")
             s = {label: w.get("median") for label, w in ways.items()}
             cells = [task, rows, spec.model, _s(s.get("nnrun")), _s(s.get("hand")), _s(s.get("loader")),
-                     _s(s.get("lightning")), _r(s.get("nnrun"), s.get("hand")), _r(s.get("loader"), s.get("nnrun")),
-                     _r(s.get("lightning"), s.get("nnrun"))]
+                     _s(s.get("lightning")), _r(ways, "nnrun", "hand"), _r(ways, "loader", "nnrun"),
+                     _r(ways, "lightning", "nnrun")]
             if condition == "loaded":
-                forced = [v for k, v in s.items() if k.startswith("nnrun t=") and v]
+                forced = [label for label in (f"nnrun t={c}" for c in sorted({1, cores})) if s.get(label)]
+                best = min(forced, key=s.get) if forced else None
                 cells += [_s(s.get("nnrun t=1")), _s(s.get(f"nnrun t={cores}")),
-                          _r(s.get("nnrun"), min(forced)) if forced else "n/a"]
+                          _r(ways, "nnrun", best) if best else "n/a"]
             lines.append("| " + " | ".join(cells) + " |")
+            if "nnrun fp32" in ways and "median" in ways["nnrun fp32"]:
+                f = ways["nnrun fp32"]
+                lines.append(f"| {task}, `precision: fp32` | | | {_s(f['median'])} | {_s(s.get('hand'))} | "
+                             f"{_s(s.get('loader'))} | | {_r(ways, 'nnrun fp32', 'hand')} | "
+                             f"{_r(ways, 'loader', 'nnrun fp32')} | |")
             if "nnrun compile" in ways and "median" in ways["nnrun compile"]:
                 c = ways["nnrun compile"]
                 lines.append(f"| {task}, `compile: true` | | | {_s(c['median'])} | {_s(s.get('hand'))} | | | "
-                             f"{_r(c['median'], s.get('hand'))} | | | compile time {c['compile_seconds']:.1f} s |")
+                             f"{_r(ways, 'nnrun compile', 'hand')} | | | compile time {c['compile_seconds']:.1f} s |")
         if "process" in by_task:
             p = by_task["process"]
             lines += ["", f"Whole process, `nnrun train configs/iris_mlp.yaml early_stopping.patience=null` (200 "
@@ -185,8 +245,9 @@ def _s(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _r(a: float | None, b: float | None) -> str:
-    return "n/a" if not a or not b else f"{a / b:.2f}"
+def _r(ways: dict, a: str, b: str) -> str:
+    ratio = paired_ratio(ways.get(a), ways.get(b))
+    return "n/a" if ratio is None else f"{ratio:.2f}"
 
 
 def main() -> None:
@@ -196,6 +257,7 @@ def main() -> None:
                         help="comma-separated: tiny, medium, wide, images, process")
     parser.add_argument("--conditions", default="quiet,loaded", help="quiet, loaded or both")
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
+    parser.add_argument("--epochs", type=int, default=None, help="every task's epochs (default: per task)")
     args = parser.parse_args()
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in TASKS and t != "process"]
@@ -211,6 +273,9 @@ def main() -> None:
         print("note: lightning is not installed, so its column is n/a (pip install \"nnrun[bench]\")")
     if args.quick:
         print("note: --quick measures one round, on fewer rows, without Lightning (and the DataLoader under load)")
+    import torch
+
+    cuda = torch.cuda.is_available()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     random.seed(0)
     started = time.perf_counter()
@@ -221,15 +286,17 @@ def main() -> None:
             if condition == "loaded":
                 with Competitor():
                     results[condition] = run_condition(condition, tasks, quick=args.quick, workdir=Path(tmp),
-                                                       cores=cores, lightning=has_lightning)
+                                                       cores=cores, lightning=has_lightning, cuda=cuda, all_epochs=args.epochs)
             else:
                 results[condition] = run_condition(condition, tasks, quick=args.quick, workdir=Path(tmp),
-                                                   cores=cores, lightning=has_lightning)
+                                                   cores=cores, lightning=has_lightning, cuda=cuda, all_epochs=args.epochs)
     body = tables(results, quick=args.quick, cores=cores)
     minutes = (time.perf_counter() - started) / 60
     text = (f"# nnrun benchmark\n\n`python bench/run.py{' --quick' if args.quick else ''} --tasks {args.tasks}` on "
             f"{datetime.now():%Y-%m-%d %H:%M}, {minutes:.1f} min.\n\nMachine: {machine()}.\n\n"
-            f"Seconds per epoch are medians after the first epoch, each way in a fresh process, interleaved; "
+            f"Seconds per epoch are medians after the first epoch, each way in a fresh process; the ways run in "
+            f"lockstep (epoch k of each, one at a time in a shuffled order, then epoch k + 1), and a ratio is the "
+            f"median of the per-epoch ratios, so a neighbour's load falls on both sides of it alike; "
             f"nnrun's include its per-epoch bookkeeping (checkpoint snapshot, metrics row, log line). `hand` is "
             f"randperm + slicing of tensors already on the device, `loader` a DataLoader over a TensorDataset, "
             f"`lightning` Lightning's Trainer; all use torch's default thread count. Ratios below 1 favour the "

@@ -1,10 +1,14 @@
 """One timed measurement, in a fresh process: one task trained one way. bench/run.py starts it.
 
-    python bench/worker.py TASK WAY --epochs N [--threads N] [--compile] [--workdir DIR]
+    python bench/worker.py TASK WAY --epochs N [--threads N] [--compile] [--workdir DIR] [--lockstep]
 
 Prints one JSON line: the wall time of every epoch (train pass + one val pass, and for nnrun its bookkeeping),
 and for nnrun the seconds spent compiling. Every way does the same work: the same rows, model, batch size and
 optimizer, and one val pass per epoch.
+
+With --lockstep, the worker takes turns with the other ways' workers: it says `@@bench ready` when its imports
+are done and `@@bench epoch SECONDS` after each epoch, and each time waits for a line on stdin before going on.
+bench/run.py so runs the ways epoch by epoch, one at a time, and a neighbour's load falls on all of them alike.
 """
 
 from __future__ import annotations
@@ -23,6 +27,31 @@ import yaml
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
+PREFIX = "@@bench"
+
+
+class Clock:
+    """Epoch wall times; with lockstep, a pause for bench/run.py's go before the first epoch and after each one."""
+
+    def __init__(self, lockstep: bool):
+        self.lockstep = lockstep
+        self.seconds: list[float] = []
+        self._say("ready")
+        self.start = time.perf_counter()
+
+    def epoch_done(self) -> None:
+        now = time.perf_counter()
+        self.seconds.append(now - self.start)
+        self._say(f"epoch {now - self.start:.6f}")
+        self.start = time.perf_counter()  # the wait for the go is not the next epoch's time
+
+    def result(self) -> dict:
+        return {"epochs": self.seconds[1:], "first": self.seconds[0] if self.seconds else math.nan}
+
+    def _say(self, message: str) -> None:
+        if self.lockstep:
+            print(f"{PREFIX} {message}", flush=True)
+            sys.stdin.readline()
 
 
 @dataclass(frozen=True)
@@ -51,7 +80,8 @@ TASKS = {
 }
 
 
-def config(task: Task, *, epochs: int, threads: str, compile: bool, workdir: Path, rows: int | None = None) -> dict:
+def config(task: Task, *, epochs: int, threads: str, compile: bool, workdir: Path, rows: int | None = None,
+           precision: str = "auto") -> dict:
     """nnrun's config for the task: Adam, no early stopping, `device: auto`; `rows` trains on fewer (--quick)."""
     data = dict(task.data)
     if rows and task.name == "wide":
@@ -61,6 +91,7 @@ def config(task: Task, *, epochs: int, threads: str, compile: bool, workdir: Pat
     model = {"type": "cnn"} if task.name == "images" else {"type": "mlp", "hidden": task.hidden}
     threads = threads if threads == "auto" else int(threads)
     return {"name": f"bench-{task.name}", "seed": 0, "device": "auto", "threads": threads, "compile": compile,
+            "precision": precision,
             "epochs": epochs, "batch_size": task.batch_size, "data": data, "model": model,
             "loss": "cross_entropy" if task.classes else "mse", "optimizer": {"type": "adam", "lr": 0.001}}
 
@@ -97,28 +128,27 @@ def run_nnrun(task: Task, args) -> dict:
     from nnrun import commands
     from nnrun.runs import MetricsWriter
 
-    stamps: list[float] = []
     write = MetricsWriter.write
+    path = args.workdir / f"{task.name}-{args.way}-{args.threads}-{args.compile}-{args.precision}.yaml"
+    path.write_text(yaml.safe_dump(config(task, epochs=args.epochs, threads=args.threads, compile=args.compile,
+                                          workdir=args.workdir, rows=args.rows, precision=args.precision)))
+    clock = Clock(args.lockstep)
 
     def timed_write(self, row):
-        stamps.append(time.perf_counter())
+        clock.epoch_done()
         write(self, row)
 
     MetricsWriter.write = timed_write
-    path = args.workdir / f"{task.name}.yaml"
-    path.write_text(yaml.safe_dump(config(task, epochs=args.epochs, threads=args.threads, compile=args.compile,
-                                          workdir=args.workdir, rows=args.rows)))
-    started = time.perf_counter()
     summary = commands.train(path, [], runs_dir=args.workdir / "runs", data_dir=args.workdir)
-    epochs = [b - a for a, b in zip([started, *stamps], stamps)]
-    return {"epochs": epochs[1:], "first": epochs[0], "compile_seconds": summary["seconds"]["compile"],
-            "threads": summary["threads"]["threads"]}
+    return clock.result() | {"compile_seconds": summary["seconds"]["compile"],
+                             "threads": summary["threads"]["threads"]}
 
 
 def run_hand(task: Task, args, *, loader: bool) -> dict:
     """A plain loop: randperm and slicing of tensors already on the device, or a DataLoader over them."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
+    clock = Clock(args.lockstep)  # the first epoch includes loading the tensors
     x, y, xv, yv, data = tensors(task, args, device)
     model = model_for(task, data).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
@@ -127,7 +157,6 @@ def run_hand(task: Task, args, *, loader: bool) -> dict:
         from torch.utils.data import DataLoader, TensorDataset
 
         batches = DataLoader(TensorDataset(x, y), batch_size=task.batch_size, shuffle=True)
-    stamps = [time.perf_counter()]
     for _ in range(args.epochs):
         model.train()
         if loader:
@@ -144,9 +173,8 @@ def run_hand(task: Task, args, *, loader: bool) -> dict:
         with torch.no_grad():
             val = torch.cat([model(xv[s:s + 1024]) for s in range(0, len(xv), 1024)])
             loss_fn(val, yv).item()
-        stamps.append(time.perf_counter())
-    epochs = [b - a for a, b in zip(stamps, stamps[1:])]
-    return {"epochs": epochs[1:], "first": epochs[0], "threads": torch.get_num_threads()}
+        clock.epoch_done()
+    return clock.result() | {"threads": torch.get_num_threads()}
 
 
 def run_lightning(task: Task, args) -> dict:
@@ -155,6 +183,7 @@ def run_lightning(task: Task, args) -> dict:
     from torch.utils.data import DataLoader, TensorDataset
 
     torch.manual_seed(0)
+    clock = Clock(args.lockstep)
     x, y, xv, yv, data = tensors(task, args, torch.device("cpu"))
     loss_fn = nn.CrossEntropyLoss() if task.classes else nn.MSELoss()
 
@@ -172,19 +201,16 @@ def run_lightning(task: Task, args) -> dict:
         def configure_optimizers(self):
             return torch.optim.Adam(self.parameters(), lr=0.001)
 
-    stamps = [time.perf_counter()]
-
     class Stamp(L.Callback):
         def on_validation_epoch_end(self, trainer, module):
-            stamps.append(time.perf_counter())
+            clock.epoch_done()
 
     trainer = L.Trainer(max_epochs=args.epochs, accelerator="auto", devices=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, callbacks=[Stamp()])
     trainer.fit(Module(), DataLoader(TensorDataset(x, y), batch_size=task.batch_size, shuffle=True),
                 DataLoader(TensorDataset(xv, yv), batch_size=1024))
-    epochs = [b - a for a, b in zip(stamps, stamps[1:])]
-    return {"epochs": epochs[1:], "first": epochs[0], "threads": torch.get_num_threads()}
+    return clock.result() | {"threads": torch.get_num_threads()}
 
 
 def write_images(workdir: Path, n: int) -> None:
@@ -212,9 +238,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--threads", default="auto")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--precision", default="auto", help="nnrun's precision: auto, fp32, bf16 or fp16")
     parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--rows", type=int, default=None, help="wide task: train rows (default 60,000)")
     parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--lockstep", action="store_true", help="take turns with other workers (bench/run.py)")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.threads != "auto" and args.way != "nnrun":
@@ -229,7 +257,7 @@ def main() -> None:
     else:
         result = run_hand(task, args, loader=args.way == "loader")
     result["median"] = float(np.median(result["epochs"])) if result["epochs"] else math.nan
-    print(json.dumps(result))
+    print(f"{PREFIX} result {json.dumps(result)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from tests.helpers import ROOT
 def test_quick_benchmark_of_the_tiny_task_completes_and_writes_the_table(tmp_path):
     out = tmp_path / "results.md"
     done = subprocess.run([sys.executable, "bench/run.py", "--quick", "--tasks", "tiny", "--conditions", "loaded",
-                           "--out", str(out)],
+                           "--epochs", "3", "--out", str(out)],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stderr
     text = out.read_text()
