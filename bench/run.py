@@ -4,9 +4,10 @@
 
 Every way runs in a fresh process, and the ways run in lockstep: epoch k of each, one at a time in a shuffled
 order, then epoch k + 1, so that a neighbour's load falls on all of them alike. A ratio is the median of the
-per-epoch ratios (epoch k of one way over epoch k of the other, measured seconds apart). Each task runs twice: on the machine as it is ("quiet"),
-and with one competing CPU-bound process that the benchmark starts and stops itself ("loaded"). It prints the
-median seconds per epoch after the first (warm-up) epoch and the ratios, and writes the tables to --out.
+per-epoch ratios (epoch k of one way over epoch k of the other, measured seconds apart). Each task runs twice:
+on the machine as it is ("quiet"), and with one competing CPU-bound process that the benchmark starts and stops
+itself ("loaded"). It prints the median seconds per epoch after the first (warm-up) epoch and the ratios, and
+writes the tables to --out.
 This is a benchmark, not a test: it asserts nothing.
 """
 
@@ -29,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.worker import PREFIX, TASKS, write_images  # after the path is set
+from bench.worker import PREFIX, TASKS, write_images  # noqa: E402 - after the path is set
 
 # Epochs per task: enough that the median after the warm-up epoch is stable, (full, quick).
 EPOCHS = {"tiny": (40, 20), "medium": (8, 4), "wide": (6, 5), "images": (5, 4)}
@@ -283,13 +284,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nnrun-bench-") as tmp:
         for condition in [c.strip() for c in args.conditions.split(",")]:
             print(f"{condition}:", flush=True)
+            settings = dict(quick=args.quick, workdir=Path(tmp), cores=cores, lightning=has_lightning, cuda=cuda,
+                            all_epochs=args.epochs)
             if condition == "loaded":
                 with Competitor():
-                    results[condition] = run_condition(condition, tasks, quick=args.quick, workdir=Path(tmp),
-                                                       cores=cores, lightning=has_lightning, cuda=cuda, all_epochs=args.epochs)
+                    results[condition] = run_condition(condition, tasks, **settings)
             else:
-                results[condition] = run_condition(condition, tasks, quick=args.quick, workdir=Path(tmp),
-                                                   cores=cores, lightning=has_lightning, cuda=cuda, all_epochs=args.epochs)
+                results[condition] = run_condition(condition, tasks, **settings)
     body = tables(results, quick=args.quick, cores=cores)
     minutes = (time.perf_counter() - started) / 60
     text = (f"# nnrun benchmark\n\n`python bench/run.py{' --quick' if args.quick else ''} --tasks {args.tasks}` on "
