@@ -228,6 +228,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 child = node[part] = {}
             elif not isinstance(child, dict):
                 section = ".".join(parents[: depth + 1])
+                if section == "data.split" and child == "all":
+                    example = "{test: 0.15, folds: 5, fold: 0}" if leaf in ("folds", "fold") else \
+                        "{train: 0.7, val: 0.15, test: 0.15}"
+                    problems.append(f"override '{item}': data.split is 'all', which has no '{leaf}' (set fractions "
+                                    f"instead, for example data.split={example})")
+                    break
                 problems.append(f"override '{item}': '{section}' is a value, not a section "
                                 f"(set it directly: {section}=...)")
                 break
@@ -376,6 +382,9 @@ def _data(node: Any, problems: list[str]) -> DataConfig | None:
     return DataConfig(component.type, component.kwargs, split, scale, target_scale)
 
 
+SPLIT_KEYS = ["train", "val", "test", "folds", "fold", "seed"]
+
+
 def _split(node: Any, problems: list[str]) -> Split:
     if node == "all":
         return Split(train=1.0, val=0.0, test=0.0, all=True)
@@ -383,10 +392,17 @@ def _split(node: Any, problems: list[str]) -> Split:
     if not isinstance(node, dict):
         problems.append(f"data.split must be a mapping of fractions or 'all', got {format_value(node)} ({example})")
         return Split()
-    unknown = [k for k in node if k not in ("train", "val", "test")]
+    unknown = [k for k in node if k not in SPLIT_KEYS]
     if unknown:
-        problems.append(f"unknown key 'data.split.{unknown[0]}' (valid keys: train, val, test)")
+        problems.append(f"unknown key 'data.split.{unknown[0]}' (valid keys: {', '.join(SPLIT_KEYS)})")
         return Split()
+    seed = node.get("seed")
+    if seed is not None and not check_value(seed, Seed)[0]:
+        problems.append(f"data.split.seed must be an integer from 0 to 2**32 - 1, got {format_value(seed)} (for "
+                        f"example data.split.seed=0; leave it out to split with the run's seed)")
+        seed = None
+    if node.get("folds") is not None or node.get("fold") is not None:
+        return _folds(node, seed, problems)
     fractions = {k: node.get(k) for k in ("train", "val", "test")}
     given = {k: v for k, v in fractions.items() if v is not None}
     for key, value in given.items():
@@ -404,7 +420,7 @@ def _split(node: Any, problems: list[str]) -> Split:
     elif missing:
         defaults = Split()
         given = {k: given.get(k, getattr(defaults, k)) for k in fractions}
-    split = Split(**{k: float(v) for k, v in given.items()})
+    split = Split(**{k: float(v) for k, v in given.items()}, seed=seed)
     if abs(split.train + split.val + split.test - 1.0) > 1e-6:
         problems.append(f"data.split fractions must add up to 1, got train {split.train} + val {split.val} + "
                         f"test {split.test} ({example})")
@@ -412,6 +428,36 @@ def _split(node: Any, problems: list[str]) -> Split:
         problems.append(f"data.split needs train > 0 and val > 0, got train {split.train}, val {split.val} "
                         f"(val picks the best epoch; {example})")
     return split
+
+
+def _folds(node: dict[str, Any], seed: int | None, problems: list[str]) -> Split:
+    """`data.split: {test: 0.15, folds: K, fold: i}`: K-fold cross-validation on the rows that are not test."""
+    folds, fold, test = node.get("folds"), node.get("fold"), node.get("test", Split.test)
+    found = len(problems)
+    for key in ("train", "val"):
+        if node.get(key) is not None:
+            problems.append(f"data.split.{key} is set by folds: val is one fold of the rows that are not test, and "
+                            f"train the other folds (leave out data.split.{key}, or drop data.split.folds and fold)")
+    if folds is None:
+        problems.append(f"data.split.fold needs data.split.folds, the number of folds (for example "
+                        f"data.split={{folds: 5, fold: {fold if _is_int(fold) else 0}}})")
+    elif not _is_int(folds) or folds < 2:
+        problems.append(f"data.split.folds must be an integer >= 2, got {format_value(folds)} "
+                        f"(for example data.split.folds=5)")
+    elif fold is None:
+        problems.append(f"data.split.folds needs data.split.fold, the fold that is val: an integer from 0 to "
+                        f"{folds - 1} (for example data.split.fold=0)")
+    elif not _is_int(fold) or not 0 <= fold < folds:
+        problems.append(f"data.split.fold must be an integer from 0 to {folds - 1} (folds: {folds}), got "
+                        f"{format_value(fold)} (for example data.split.fold=0)")
+    if not _is_number(test) or not 0 <= test < 1:
+        problems.append(f"data.split.test must be a fraction from 0 up to (not including) 1, got {format_value(test)} "
+                        f"(the other rows are cut into folds; for example data.split.test=0.15)")
+    if len(problems) > found:
+        return Split()
+    rest = 1.0 - test
+    return Split(train=round(rest * (folds - 1) / folds, 10), val=round(rest / folds, 10), test=float(test),
+                 folds=folds, fold=fold, seed=seed)
 
 
 def _model(node: Any, loss: Component | None, problems: list[str]) -> ModelConfig | None:

@@ -135,6 +135,39 @@ def test_bad_split(split, expected):
     assert expected in problem
 
 
+def test_folds_and_split_seed_are_written_only_when_set_and_rerun_as_is():
+    cfg = validate(merged(BASE_CONFIG, {"data": {"split": {"test": 0.2, "folds": 5, "fold": 3, "seed": 7}}}))
+    assert cfg.data.split == Split(train=0.64, val=0.16, test=0.2, folds=5, fold=3, seed=7)
+    assert cfg.to_dict()["data"]["split"] == {"test": 0.2, "folds": 5, "fold": 3, "seed": 7}
+    assert validate(yaml.safe_load(cfg.to_yaml())) == cfg
+    assert validate(merged(BASE_CONFIG, {"data": {"split": {"folds": 4, "fold": 0}}})).data.split.test == 0.15
+    assert validate(merged(BASE_CONFIG, {"data": {"split": {"seed": 7}}})).to_dict()["data"]["split"] == \
+        {"train": 0.7, "val": 0.15, "test": 0.15, "seed": 7}
+
+
+@pytest.mark.parametrize("split, expected", [
+    ({"folds": 5, "fold": 7}, "data.split.fold must be an integer from 0 to 4 (folds: 5), got 7"),
+    ({"folds": 5}, "data.split.folds needs data.split.fold, the fold that is val: an integer from 0 to 4"),
+    ({"fold": 2}, "data.split.fold needs data.split.folds, the number of folds"),
+    ({"folds": 1, "fold": 0}, "data.split.folds must be an integer >= 2, got 1"),
+    ({"folds": 5, "fold": 0, "val": 0.2}, "data.split.val is set by folds"),
+    ({"folds": 5, "fold": 0, "test": 1.0}, "data.split.test must be a fraction from 0 up to (not including) 1"),
+    ({"folds": 5, "fold": 0, "seed": "x"}, "data.split.seed must be an integer from 0 to 2**32 - 1, got 'x'"),
+])
+def test_bad_folds_are_one_line_each(split, expected):
+    raw = merged(BASE_CONFIG, {"epochs": 0, "data": {"split": split}})
+    problems = problems_of(raw)
+    assert len(problems) == 2 and problems[0].startswith("epochs must be")  # collected with the other problems
+    assert problems[1].startswith(expected) and problems[1].endswith(")")
+
+
+def test_folds_on_a_split_of_all_is_refused_with_the_fix():
+    with pytest.raises(UserError) as info:
+        apply_overrides(merged(BASE_CONFIG, {"data": {"split": "all"}}), ["data.split.folds=5", "data.split.fold=0"])
+    assert info.value.problems[0] == ("override 'data.split.folds=5': data.split is 'all', which has no 'folds' (set "
+                                      "fractions instead, for example data.split={test: 0.15, folds: 5, fold: 0})")
+
+
 def test_unknown_data_key_lists_the_shared_keys():
     (problem,) = problems_of(merged(BASE_CONFIG, {"data": {"scal": "minmax"}}))
     assert "did you mean 'data.scale'?" in problem and "split" in problem

@@ -101,6 +101,20 @@ def test_split_column(tmp_path):
     assert "fold" not in data.feature_names
 
 
+def test_folds_with_a_split_column_cut_its_train_and_val_rows_and_keep_its_test_rows(tmp_path):
+    frame = people(30)
+    frame["fold"] = ["train"] * 20 + ["val"] * 5 + ["test"] * 5
+    frame.to_csv(tmp_path / "people.csv", index=False)
+    vals = []
+    for fold in range(3):
+        data = load(tmp_path, target="score", drop=["label"], split_column="fold",
+                    split={"test": 0.0, "folds": 3, "fold": fold})
+        assert data.test.rows.tolist() == list(range(25, 30))
+        assert sorted([*data.train.rows, *data.val.rows]) == list(range(25))
+        vals += data.val.rows.tolist()
+    assert sorted(vals) == list(range(25))
+
+
 @pytest.mark.parametrize("policy", ["mean", "median", "most_frequent"])
 def test_missing_values_are_filled_with_train_statistics(tmp_path, policy):
     frame = people(40)
