@@ -43,7 +43,7 @@ _Loader.add_implicit_resolver(
 # The registries a config names components from, by kind (`nnrun list KIND`).
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in (DATASETS, MODELS, LOSSES, OPTIMIZERS, SCHEDULERS)}
 TOP_LEVEL_KEYS = ["name", "seed", "device", "threads", "compile", "precision", "epochs", "batch_size", "data", "model",
-                  "loss", "optimizer", "scheduler", "early_stopping", "loggers"]
+                  "loss", "optimizer", "scheduler", "early_stopping", "test", "loggers"]
 # What `loggers:` may name: the package each needs, and the extra that installs it.
 LOGGER_PACKAGES = {"tensorboard": ("tensorboard", "nnrun[tensorboard]"), "mlflow": ("mlflow", "nnrun[mlflow]")}
 REQUIRED_KEYS = ["data", "model", "loss", "optimizer", "epochs"]
@@ -132,6 +132,7 @@ class Config:
     compile: bool = False
     precision: Precision = "auto"
     loggers: tuple[str, ...] = ()
+    test: bool = True  # false: train and validate only; `nnrun eval` tests the checkpoint later
     # Where the config file was: its relative data paths are also looked up there. Not part of the config itself.
     config_dir: Path | None = field(default=None, compare=False)
 
@@ -142,7 +143,9 @@ class Config:
                 "batch_size": self.batch_size, "data": self.data.to_dict(), "model": self.model.to_dict(),
                 "loss": self.loss.to_dict(), "optimizer": self.optimizer.to_dict(),
                 "scheduler": self.scheduler.to_dict() if self.scheduler else None,
-                "early_stopping": self.early_stopping.to_dict(), "loggers": list(self.loggers)}
+                "early_stopping": self.early_stopping.to_dict(),
+                # written only when off, so that the config.yaml of every run that tests stays as it was
+                **({} if self.test else {"test": False}), "loggers": list(self.loggers)}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
@@ -283,6 +286,10 @@ def validate(raw: dict[str, Any], *, source: Path | None = None, config_dir: str
     precision = raw.get("precision", "auto")
     if precision not in PRECISIONS:
         problems.append(_choice_problem("precision", precision, PRECISIONS))
+    test = raw.get("test", True)
+    if not isinstance(test, bool):
+        problems.append(f"test must be true or false, got {format_value(test)} (test=false trains and validates "
+                        f"only; nnrun eval RUN/checkpoints/best.pth tests the best weights later)")
     batch_size = raw.get("batch_size", 32)
     if batch_size != "full" and (not _is_int(batch_size) or batch_size < 1):
         problems.append(f"batch_size must be an integer >= 1 or 'full', got {format_value(batch_size)} "
@@ -304,7 +311,7 @@ def validate(raw: dict[str, Any], *, source: Path | None = None, config_dir: str
     if problems:
         raise UserError(*problems)
     return Config(name=name, seed=seed, device=device, threads=threads, compile=compile_, precision=precision,
-                  loggers=loggers,
+                  loggers=loggers, test=test,
                   config_dir=Path(config_dir) if config_dir else Path(source).resolve().parent if source else None,
                   epochs=epochs, batch_size=batch_size,
                   data=data,

@@ -168,6 +168,15 @@ def test_folds_on_a_split_of_all_is_refused_with_the_fix():
                                       "fractions instead, for example data.split={test: 0.15, folds: 5, fold: 0})")
 
 
+def test_test_false_is_written_only_when_off_and_must_be_a_boolean():
+    assert "test" not in validate(BASE_CONFIG).to_dict()
+    cfg = validate(merged(BASE_CONFIG, {"test": False}))
+    assert cfg.test is False and cfg.to_dict()["test"] is False
+    assert validate(yaml.safe_load(cfg.to_yaml())) == cfg
+    (problem,) = problems_of(merged(BASE_CONFIG, {"test": "no"}))
+    assert problem.startswith("test must be true or false, got 'no'")
+
+
 def test_unknown_data_key_lists_the_shared_keys():
     (problem,) = problems_of(merged(BASE_CONFIG, {"data": {"scal": "minmax"}}))
     assert "did you mean 'data.scale'?" in problem and "split" in problem

@@ -75,6 +75,19 @@ def _split_rows(table, split, seed):
     return split_indices(len(table.target), val=0.15, test=0.15, seed=seed)[0][split]
 
 
+def test_test_false_trains_and_validates_only(cli, write_config, tmp_path):
+    result, run = train(cli, write_config, tmp_path, "test=false", epochs=2)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test"] is None and summary["rows"]["test"] == 23 and summary["best_epoch"]
+    assert not (run / "predictions.csv").exists()
+    note = f"test: false, so the 23 test rows were not evaluated (test the best weights with: nnrun eval {run}"
+    assert note in summary["notes"][-1] and note in " ".join(result.stdout.split())
+    assert {p.name for p in (run / "plots").iterdir()} == {"loss.png", "metrics.png", "lr.png"}
+    assert "test split not evaluated" in (run / "report.html").read_text()
+    assert "test: false" in (run / "config.yaml").read_text()
+
+
 def test_same_seed_same_metrics_other_seed_other_metrics(cli, write_config, tmp_path):
     runs = [train(cli, write_config, tmp_path, f"seed={seed}", epochs=5,
                   model={"dropout": 0.2, "hidden": [10]})[1] for seed in (3, 3, 4)]
