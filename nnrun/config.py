@@ -350,10 +350,10 @@ def task_problems(loss: str, task: str, what: str) -> list[str]:
     if wanted == task:
         return []
     if task == "regression":
-        return [f"loss '{loss}' needs class labels, but {what} has float regression targets "
-                f"(use loss mse, l1, smooth_l1 or huber; or, for a CSV, set data.task=classification)"]
-    return [f"loss '{loss}' is for regression, but {what} has class labels "
-            f"(use loss cross_entropy, or bce/bce_with_logits for two classes)"]
+        return [(f"loss '{loss}' needs class labels, but {what} has float regression targets "
+                 f"(use loss mse, l1, smooth_l1 or huber; or, for a CSV, set data.task=classification)")]
+    return [(f"loss '{loss}' is for regression, but {what} has class labels "
+             f"(use loss cross_entropy, or bce/bce_with_logits for two classes)")]
 
 
 def _component(node: Any, path: str, registry: Registry, problems: list[str],

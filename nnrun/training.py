@@ -11,7 +11,7 @@ import math
 import signal
 import time
 from contextlib import contextmanager
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Self
 
 import torch
 from rich.progress import (
@@ -307,7 +307,7 @@ class _InterruptGuard:
         self.pending = False
         self.previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _InterruptGuard:
+    def __enter__(self) -> Self:
         try:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self.previous[signum] = signal.signal(signum, self._handle)
