@@ -500,6 +500,7 @@ def _early_stopping(node: Any, problems: list[str]) -> EarlyStopping:
     monitor, mode = values["monitor"], values["mode"]
     if monitor not in MONITORABLE:
         problems.append(_choice_problem("early_stopping.monitor", monitor, MONITORABLE))
+        monitor = EARLY_STOPPING_KEYS["monitor"]  # reported above; the mode of a number or null cannot be resolved
     if mode not in MODES:
         problems.append(_choice_problem("early_stopping.mode", mode, MODES))
         mode = "auto"

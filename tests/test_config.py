@@ -223,6 +223,12 @@ def test_early_stopping_validation_and_auto_mode():
     assert any("did you mean 'val_accuracy'" in p for p in problems)
 
 
+@pytest.mark.parametrize("monitor", [None, 3])
+def test_a_monitor_that_is_not_a_name_is_one_problem(monitor):
+    (problem,) = problems_of(merged(BASE_CONFIG, {"early_stopping": {"monitor": monitor}}))
+    assert problem.startswith("early_stopping.monitor must be one of val_loss")
+
+
 @pytest.mark.parametrize("device, ok", [("auto", True), ("cpu", True), ("cuda:1", True), ("mps", True),
                                         ("gpu", False), ("cuda:x", False)])
 def test_device_names(device, ok):
