@@ -9,11 +9,12 @@ import torch
 
 
 def batch_order(n: int, batch_size: int, *, shuffle: bool, generator: torch.Generator | None,
-                count_only: bool = False) -> list[torch.Tensor | slice]:
+                count_only: bool = False, device: torch.device | None = None) -> list[torch.Tensor | slice]:
     """The batches of one epoch over `n` rows: slices in order, or index tensors of a seeded permutation.
 
     When shuffling, a last batch of one row is left out (a different row each epoch): BatchNorm cannot train
-    on it. `count_only` gives batches of the right number without drawing from the generator.
+    on it. `count_only` gives batches of the right number without drawing from the generator. The permutation
+    is drawn on the CPU (its generator is what last.pth keeps) and moved to `device` once, not once per batch.
     """
     if batch_size >= n:
         return [slice(0, n)]
@@ -23,6 +24,7 @@ def batch_order(n: int, batch_size: int, *, shuffle: bool, generator: torch.Gene
     if count_only:
         return [slice(start, start + batch_size) for start in range(0, end, batch_size)]
     order = torch.randperm(n, generator=generator)
+    order = order if device is None else order.to(device)
     return [order[start:start + batch_size] for start in range(0, end, batch_size)]
 
 
@@ -49,9 +51,10 @@ class BatchPlan(ABC):
     def __len__(self) -> int:
         return len(batch_order(self.n_rows, self.batch_size, shuffle=self.shuffle, generator=None, count_only=True))
 
-    def order(self) -> list[torch.Tensor | slice]:
-        """This epoch's batches of row positions, drawn from the generator."""
-        return batch_order(self.n_rows, self.batch_size, shuffle=self.shuffle, generator=self.generator)
+    def order(self, device: torch.device | None = None) -> list[torch.Tensor | slice]:
+        """This epoch's batches of row positions, drawn from the generator (index tensors on `device`, else CPU)."""
+        return batch_order(self.n_rows, self.batch_size, shuffle=self.shuffle, generator=self.generator,
+                           device=device)
 
     @abstractmethod
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -72,10 +75,9 @@ class Batches(BatchPlan):
         return self.x.device
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for index in self.order():
+        for index in self.order(self.x.device):
             if isinstance(index, slice):
                 x, y = self.x[index], self.y[index]  # views: no copy
             else:
-                index = index.to(self.x.device)
                 x, y = self.x.index_select(0, index), self.y.index_select(0, index)
             yield (self.augment(x) if self.augment else x), y
