@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from nnrun.checkpoints import load_checkpoint
 from nnrun.config import (
     DATA_KEYS,
     REGISTRIES,
+    SWEEP_KEY,
     Config,
     apply_overrides,
     check_loggers_installed,
@@ -55,8 +57,11 @@ def load_config(path: Path, overrides: list[str], *, name: str | None = None, de
     """Read the YAML, apply key=value overrides (then --name and --device), and validate it all."""
     extra = [f"name={name}"] if name else []
     extra += [f"device={device}"] if device else []
-    raw = apply_overrides(load_yaml(path), [*overrides, *extra])
-    return validate(raw, source=Path(path))
+    raw = load_yaml(path)
+    if SWEEP_KEY in raw:
+        console.print(f"[yellow]note[/] {path} has a sweep: block, which only nnrun sweep reads; this runs the config "
+                      f"once, as written", soft_wrap=True)
+    return validate(apply_overrides(raw, [*overrides, *extra]), source=Path(path))
 
 
 def train(config_path: Path, overrides: list[str], *, runs_dir: Path, data_dir: Path = Path("data"),
@@ -67,7 +72,7 @@ def train(config_path: Path, overrides: list[str], *, runs_dir: Path, data_dir: 
     check_runs_dir(runs_dir)
     exp = build_experiment(cfg, data_dir=data_dir)  # every config and data problem surfaces here, before a run folder
     run = Run.create(runs_dir, cfg.name)
-    return _train(exp, run)
+    return train_run(exp, run)
 
 
 def resume(target: Path, overrides: list[str], *, runs_dir: Path, data_dir: Path = Path("data"),
@@ -98,13 +103,19 @@ def resume(target: Path, overrides: list[str], *, runs_dir: Path, data_dir: Path
     else:
         run = Run.create(runs_dir, cfg.name)
         console.print(f"[yellow]note[/] '{path}' is not inside a run folder: continuing in {run.root}")
-    return _train(exp, run, resume=checkpoint)
+    return train_run(exp, run, resume=checkpoint)
 
 
-def _train(exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None) -> dict[str, Any]:
+def train_run(exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None, echo: bool = True,
+              plots: bool = True, prune: Callable[[dict[str, float]], str | None] | None = None) -> dict[str, Any]:
+    """Train into a run folder: config.yaml, train.log, checkpoints, metrics, summary, plots and report.
+
+    A sweep's trial gives `echo=False` (train.log only, `latest` left alone), `plots=False` (`nnrun plot RUN` draws
+    them later) and `prune`, its pruner, asked after every epoch (see `fit`). A NaN or inf loss is a UserError.
+    """
     try:
         run.config_path.write_text(exp.config.to_yaml(), encoding="utf-8")
-        log = RunLog(run.log_path, quiet_console=console.is_terminal)
+        log = RunLog(run.log_path, quiet_console=echo and console.is_terminal, echo=echo)
     except OSError as exc:
         raise write_problem(exc, then="start the run again") or exc from None
     try:
@@ -113,7 +124,7 @@ def _train(exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None) -
             if resume:
                 log.print(f"resuming after epoch {resume['epoch']} of {exp.config.epochs}")
             loggers = Loggers(run, exp.config, history=resume["metrics"] if resume else [], say=log.print)
-            if not resume:
+            if not resume and echo:
                 mark_latest(run)
         except KeyboardInterrupt:
             if not resume:  # a new folder with nothing in it yet but the config: leave no trace
@@ -122,7 +133,7 @@ def _train(exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None) -
             raise
         status = "failed"  # what the loggers are told, unless the run gets further
         try:
-            summary = _fit_and_draw(exp, run, log, resume=resume, loggers=loggers)
+            summary = _fit_and_draw(exp, run, log, resume=resume, loggers=loggers, plots=plots, prune=prune)
             status = STATUSES[summary["stop_reason"]]
         except (Interrupted, KeyboardInterrupt):
             status = "interrupted"
@@ -143,18 +154,22 @@ def _train(exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None) -
 
 
 def _fit_and_draw(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None,
-                  loggers: Loggers) -> dict[str, Any]:
+                  loggers: Loggers, plots: bool = True,
+                  prune: Callable[[dict[str, float]], str | None] | None = None) -> dict[str, Any]:
     """Train, then draw the plots and report; every way this can stop becomes one line for the user."""
     try:
-        summary = fit(exp, run, log, resume=resume, loggers=loggers)
+        summary = fit(exp, run, log, resume=resume, loggers=loggers, prune=prune)
     except Interrupted as exc:
-        draw(run.root)
+        if plots:
+            draw(run.root)
         message = (f"{exc}; checkpoints, metrics.csv and plots are saved in {run.root} "
                    f"(continue with: nnrun train --resume {run.root})")
         log.print(f"interrupted: {message}", console_too=False)
         raise Interrupted(message) from None
     except OSError as exc:  # a full disk or a folder gone read-only: the checkpoints before it stay good
         raise write_problem(exc, then=run.resume_hint()) or exc from None
+    if not plots:
+        return summary
     try:
         for note in draw(run.root):
             log.print(f"[yellow]note[/]   {note}")

@@ -10,8 +10,9 @@ import json
 import math
 import signal
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import torch
 from rich.progress import (
@@ -42,13 +43,16 @@ from nnrun.training_state import (
     snapshot,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 CHECKPOINT_INTERVAL = 10.0  # seconds between checkpoint writes; a run's end and an interrupt always write
 
 
 class Stop(NamedTuple):
     """Why training ended: summary.json's `stop_reason` and `stop_detail`."""
 
-    reason: Literal["completed", "early_stopping", "stop_at", "non_finite_loss", "interrupted"]
+    reason: Literal["completed", "early_stopping", "stop_at", "non_finite_loss", "interrupted", "pruned"]
     detail: str
 
 
@@ -111,10 +115,12 @@ def _step(exp: Experiment, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tens
 
 
 def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None = None,
-        loggers: Loggers | None = None) -> dict[str, Any]:
+        loggers: Loggers | None = None, prune: Callable[[dict[str, float]], str | None] | None = None
+        ) -> dict[str, Any]:
     """Train for `epochs`, keeping the best and last checkpoints; returns the summary written to summary.json.
 
-    `resume` is a last.pth checkpoint of this run: training continues exactly where it stopped.
+    `resume` is a last.pth checkpoint of this run: training continues exactly where it stopped. `prune` (a sweep's
+    pruner) sees each epoch's metrics row and returns why to stop now, or None to go on.
     """
     cfg, task, stopping = exp.config, exp.task, exp.config.early_stopping
     state, best_weights = restore_training_state(exp, resume) if resume else (LoopState(), None)
@@ -163,6 +169,9 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
                 bar(epoch, row, task.kind)
                 if early := _early_stop(state, row[stopping.monitor], stopping):
                     stop = early
+                    break
+                if prune is not None and (reason := prune(row)):
+                    stop = Stop("pruned", reason)
                     break
         except (KeyboardInterrupt, Interrupted):
             # A partly trained epoch is dropped: the checkpoints keep the last finished one.
@@ -302,7 +311,7 @@ class _InterruptGuard:
         self.pending = False
         self.previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _InterruptGuard:
+    def __enter__(self) -> Self:
         try:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self.previous[signum] = signal.signal(signum, self._handle)
