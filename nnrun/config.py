@@ -43,7 +43,7 @@ _Loader.add_implicit_resolver(
 # The registries a config names components from, by kind (`nnrun list KIND`).
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in (DATASETS, MODELS, LOSSES, OPTIMIZERS, SCHEDULERS)}
 TOP_LEVEL_KEYS = ["name", "seed", "device", "threads", "compile", "precision", "epochs", "batch_size", "data", "model",
-                  "loss", "optimizer", "scheduler", "early_stopping", "loggers", "sweep"]
+                  "loss", "optimizer", "scheduler", "early_stopping", "test", "loggers", "sweep"]
 # `sweep:` is `nnrun sweep`'s search space and settings (nnrun.search_space reads it); every other command ignores it.
 SWEEP_KEY = "sweep"
 # What `loggers:` may name: the package each needs, and the extra that installs it.
@@ -134,6 +134,7 @@ class Config:
     compile: bool = False
     precision: Precision = "auto"
     loggers: tuple[str, ...] = ()
+    test: bool = True  # false: train and validate only; `nnrun eval` tests the checkpoint later
     # Where the config file was: its relative data paths are also looked up there. Not part of the config itself.
     config_dir: Path | None = field(default=None, compare=False)
 
@@ -144,7 +145,9 @@ class Config:
                 "batch_size": self.batch_size, "data": self.data.to_dict(), "model": self.model.to_dict(),
                 "loss": self.loss.to_dict(), "optimizer": self.optimizer.to_dict(),
                 "scheduler": self.scheduler.to_dict() if self.scheduler else None,
-                "early_stopping": self.early_stopping.to_dict(), "loggers": list(self.loggers)}
+                "early_stopping": self.early_stopping.to_dict(),
+                # written only when off, so that the config.yaml of every run that tests stays as it was
+                **({} if self.test else {"test": False}), "loggers": list(self.loggers)}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
@@ -230,6 +233,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 child = node[part] = {}
             elif not isinstance(child, dict):
                 section = ".".join(parents[: depth + 1])
+                if section == "data.split" and child == "all":
+                    example = "{test: 0.15, folds: 5, fold: 0}" if leaf in ("folds", "fold") else \
+                        "{train: 0.7, val: 0.15, test: 0.15}"
+                    problems.append(f"override '{item}': data.split is 'all', which has no '{leaf}' (set fractions "
+                                    f"instead, for example data.split={example})")
+                    break
                 problems.append(f"override '{item}': '{section}' is a value, not a section "
                                 f"(set it directly: {section}=...)")
                 break
@@ -279,6 +288,10 @@ def validate(raw: dict[str, Any], *, source: Path | None = None, config_dir: str
     precision = raw.get("precision", "auto")
     if precision not in PRECISIONS:
         problems.append(_choice_problem("precision", precision, PRECISIONS))
+    test = raw.get("test", True)
+    if not isinstance(test, bool):
+        problems.append(f"test must be true or false, got {format_value(test)} (test=false trains and validates "
+                        f"only; nnrun eval RUN/checkpoints/best.pth tests the best weights later)")
     batch_size = raw.get("batch_size", 32)
     if batch_size != "full" and (not _is_int(batch_size) or batch_size < 1):
         problems.append(f"batch_size must be an integer >= 1 or 'full', got {format_value(batch_size)} "
@@ -300,7 +313,7 @@ def validate(raw: dict[str, Any], *, source: Path | None = None, config_dir: str
     if problems:
         raise UserError(*problems)
     return Config(name=name, seed=seed, device=device, threads=threads, compile=compile_, precision=precision,
-                  loggers=loggers,
+                  loggers=loggers, test=test,
                   config_dir=Path(config_dir) if config_dir else Path(source).resolve().parent if source else None,
                   epochs=epochs, batch_size=batch_size,
                   data=data,
@@ -385,6 +398,9 @@ def _data(node: Any, problems: list[str]) -> DataConfig | None:
     return DataConfig(component.type, component.kwargs, split, scale, target_scale)
 
 
+SPLIT_KEYS = ["train", "val", "test", "folds", "fold", "seed"]
+
+
 def _split(node: Any, problems: list[str]) -> Split:
     if node == "all":
         return Split(train=1.0, val=0.0, test=0.0, all=True)
@@ -392,10 +408,17 @@ def _split(node: Any, problems: list[str]) -> Split:
     if not isinstance(node, dict):
         problems.append(f"data.split must be a mapping of fractions or 'all', got {format_value(node)} ({example})")
         return Split()
-    unknown = [k for k in node if k not in ("train", "val", "test")]
+    unknown = [k for k in node if k not in SPLIT_KEYS]
     if unknown:
-        problems.append(f"unknown key 'data.split.{unknown[0]}' (valid keys: train, val, test)")
+        problems.append(f"unknown key 'data.split.{unknown[0]}' (valid keys: {', '.join(SPLIT_KEYS)})")
         return Split()
+    seed = node.get("seed")
+    if seed is not None and not check_value(seed, Seed)[0]:
+        problems.append(f"data.split.seed must be an integer from 0 to 2**32 - 1, got {format_value(seed)} (for "
+                        f"example data.split.seed=0; leave it out to split with the run's seed)")
+        seed = None
+    if node.get("folds") is not None or node.get("fold") is not None:
+        return _folds(node, seed, problems)
     fractions = {k: node.get(k) for k in ("train", "val", "test")}
     given = {k: v for k, v in fractions.items() if v is not None}
     for key, value in given.items():
@@ -413,7 +436,7 @@ def _split(node: Any, problems: list[str]) -> Split:
     elif missing:
         defaults = Split()
         given = {k: given.get(k, getattr(defaults, k)) for k in fractions}
-    split = Split(**{k: float(v) for k, v in given.items()})
+    split = Split(**{k: float(v) for k, v in given.items()}, seed=seed)
     if abs(split.train + split.val + split.test - 1.0) > 1e-6:
         problems.append(f"data.split fractions must add up to 1, got train {split.train} + val {split.val} + "
                         f"test {split.test} ({example})")
@@ -421,6 +444,36 @@ def _split(node: Any, problems: list[str]) -> Split:
         problems.append(f"data.split needs train > 0 and val > 0, got train {split.train}, val {split.val} "
                         f"(val picks the best epoch; {example})")
     return split
+
+
+def _folds(node: dict[str, Any], seed: int | None, problems: list[str]) -> Split:
+    """`data.split: {test: 0.15, folds: K, fold: i}`: K-fold cross-validation on the rows that are not test."""
+    folds, fold, test = node.get("folds"), node.get("fold"), node.get("test", Split.test)
+    found = len(problems)
+    for key in ("train", "val"):
+        if node.get(key) is not None:
+            problems.append(f"data.split.{key} is set by folds: val is one fold of the rows that are not test, and "
+                            f"train the other folds (leave out data.split.{key}, or drop data.split.folds and fold)")
+    if folds is None:
+        problems.append(f"data.split.fold needs data.split.folds, the number of folds (for example "
+                        f"data.split={{folds: 5, fold: {fold if _is_int(fold) else 0}}})")
+    elif not _is_int(folds) or folds < 2:
+        problems.append(f"data.split.folds must be an integer >= 2, got {format_value(folds)} "
+                        f"(for example data.split.folds=5)")
+    elif fold is None:
+        problems.append(f"data.split.folds needs data.split.fold, the fold that is val: an integer from 0 to "
+                        f"{folds - 1} (for example data.split.fold=0)")
+    elif not _is_int(fold) or not 0 <= fold < folds:
+        problems.append(f"data.split.fold must be an integer from 0 to {folds - 1} (folds: {folds}), got "
+                        f"{format_value(fold)} (for example data.split.fold=0)")
+    if not _is_number(test) or not 0 <= test < 1:
+        problems.append(f"data.split.test must be a fraction from 0 up to (not including) 1, got {format_value(test)} "
+                        f"(the other rows are cut into folds; for example data.split.test=0.15)")
+    if len(problems) > found:
+        return Split()
+    rest = 1.0 - test
+    return Split(train=round(rest * (folds - 1) / folds, 10), val=round(rest / folds, 10), test=float(test),
+                 folds=folds, fold=fold, seed=seed)
 
 
 def _model(node: Any, loss: Component | None, problems: list[str]) -> ModelConfig | None:
@@ -456,6 +509,7 @@ def _early_stopping(node: Any, problems: list[str]) -> EarlyStopping:
     monitor, mode = values["monitor"], values["mode"]
     if monitor not in MONITORABLE:
         problems.append(_choice_problem("early_stopping.monitor", monitor, MONITORABLE))
+        monitor = EARLY_STOPPING_KEYS["monitor"]  # reported above; the mode of a number or null cannot be resolved
     if mode not in MODES:
         problems.append(_choice_problem("early_stopping.mode", mode, MODES))
         mode = "auto"

@@ -111,7 +111,8 @@ def _headline(run: RunFiles) -> str:
         values = run.metrics.get(column, [])
         value = (summary.get("val") or {}).get(key) if summary else \
             (values[run.epochs.index(best)] if best in run.epochs and values else None)
-        answer = (f"val {shown}", value, "at the best epoch; " + ("no test split" if summary else "run not finished"))
+        untested = "test split not evaluated" if rows.get("test") else "no test split"  # test: false, or interrupted
+        answer = (f"val {shown}", value, "at the best epoch; " + (untested if summary else "run not finished"))
     boxes = [("answer", *answer)]
 
     epochs = summary.get("epochs_run", len(run.epochs))

@@ -12,7 +12,7 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Self
 
 import torch
 from rich.progress import (
@@ -42,9 +42,6 @@ from nnrun.training_state import (
     restore_training_state,
     snapshot,
 )
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 CHECKPOINT_INTERVAL = 10.0  # seconds between checkpoint writes; a run's end and an interrupt always write
 
@@ -183,13 +180,18 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
                 metrics.close()
 
     # test the best weights, and keep their predictions for the plots
-    test = None
-    if best_weights is not None and stop.reason != "interrupted" and exp.data.test is not None:
+    test, notes = None, list(exp.data.notes)
+    if not cfg.test and exp.data.test is not None:
+        # a cross-validation trial must not see the test split: it is tested once, after the choice
+        notes.append(f"test: false, so the {len(exp.data.test)} test rows were not evaluated (test the best "
+                     f"weights with: nnrun eval {run.best_path})")
+        log.print(f"[yellow]note[/]   {notes[-1]}")
+    elif best_weights is not None and stop.reason != "interrupted" and exp.data.test is not None:
         exp.model.load_state_dict(best_weights)
         test, output = split_report(exp.model, exp.data.test, loss_fn=exp.loss_fn, task=task, speed=exp.speed)
         with writing(run.predictions_path):
             task.predictions(output, exp.data.test.y, exp.data.test.rows).to_csv(run.predictions_path, index=False)
-    summary = _summary(exp, run, state, stop=stop, test=test, threads=threads,
+    summary = _summary(exp, run, state, stop=stop, test=test, notes=notes, threads=threads,
                        seconds={"total": time.perf_counter() - started, "compile": compiling.total})
     with writing(run.summary_path):
         run.summary_path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n", encoding="utf-8")
@@ -256,7 +258,7 @@ class _CheckpointSaver:
 
 
 def _summary(exp: Experiment, run: Run, state: LoopState, *, stop: Stop, test: dict[str, Any] | None,
-             threads: ThreadPolicy, seconds: dict[str, float]) -> dict[str, Any]:
+             notes: list[str], threads: ThreadPolicy, seconds: dict[str, float]) -> dict[str, Any]:
     cfg = exp.config
     by_epoch = {row["epoch"]: row for row in state.history}
     metric_names = ["loss", *[m.removeprefix("val_") for m in EPOCH_METRICS[exp.task.kind] if m.startswith("val_")]]
@@ -285,7 +287,7 @@ def _summary(exp: Experiment, run: Run, state: LoopState, *, stop: Stop, test: d
         "seconds": {**seconds, "train": sum(r["train_seconds"] for r in state.history)},
         "resumed": state.resumed,
         "threads": threads.summary(),
-        "notes": exp.data.notes,
+        "notes": notes,
         "versions": versions(),
     }
 

@@ -135,6 +135,48 @@ def test_bad_split(split, expected):
     assert expected in problem
 
 
+def test_folds_and_split_seed_are_written_only_when_set_and_rerun_as_is():
+    cfg = validate(merged(BASE_CONFIG, {"data": {"split": {"test": 0.2, "folds": 5, "fold": 3, "seed": 7}}}))
+    assert cfg.data.split == Split(train=0.64, val=0.16, test=0.2, folds=5, fold=3, seed=7)
+    assert cfg.to_dict()["data"]["split"] == {"test": 0.2, "folds": 5, "fold": 3, "seed": 7}
+    assert validate(yaml.safe_load(cfg.to_yaml())) == cfg
+    assert validate(merged(BASE_CONFIG, {"data": {"split": {"folds": 4, "fold": 0}}})).data.split.test == 0.15
+    assert validate(merged(BASE_CONFIG, {"data": {"split": {"seed": 7}}})).to_dict()["data"]["split"] == \
+        {"train": 0.7, "val": 0.15, "test": 0.15, "seed": 7}
+
+
+@pytest.mark.parametrize("split, expected", [
+    ({"folds": 5, "fold": 7}, "data.split.fold must be an integer from 0 to 4 (folds: 5), got 7"),
+    ({"folds": 5}, "data.split.folds needs data.split.fold, the fold that is val: an integer from 0 to 4"),
+    ({"fold": 2}, "data.split.fold needs data.split.folds, the number of folds"),
+    ({"folds": 1, "fold": 0}, "data.split.folds must be an integer >= 2, got 1"),
+    ({"folds": 5, "fold": 0, "val": 0.2}, "data.split.val is set by folds"),
+    ({"folds": 5, "fold": 0, "test": 1.0}, "data.split.test must be a fraction from 0 up to (not including) 1"),
+    ({"folds": 5, "fold": 0, "seed": "x"}, "data.split.seed must be an integer from 0 to 2**32 - 1, got 'x'"),
+])
+def test_bad_folds_are_one_line_each(split, expected):
+    raw = merged(BASE_CONFIG, {"epochs": 0, "data": {"split": split}})
+    problems = problems_of(raw)
+    assert len(problems) == 2 and problems[0].startswith("epochs must be")  # collected with the other problems
+    assert problems[1].startswith(expected) and problems[1].endswith(")")
+
+
+def test_folds_on_a_split_of_all_is_refused_with_the_fix():
+    with pytest.raises(UserError) as info:
+        apply_overrides(merged(BASE_CONFIG, {"data": {"split": "all"}}), ["data.split.folds=5", "data.split.fold=0"])
+    assert info.value.problems[0] == ("override 'data.split.folds=5': data.split is 'all', which has no 'folds' (set "
+                                      "fractions instead, for example data.split={test: 0.15, folds: 5, fold: 0})")
+
+
+def test_test_false_is_written_only_when_off_and_must_be_a_boolean():
+    assert "test" not in validate(BASE_CONFIG).to_dict()
+    cfg = validate(merged(BASE_CONFIG, {"test": False}))
+    assert cfg.test is False and cfg.to_dict()["test"] is False
+    assert validate(yaml.safe_load(cfg.to_yaml())) == cfg
+    (problem,) = problems_of(merged(BASE_CONFIG, {"test": "no"}))
+    assert problem.startswith("test must be true or false, got 'no'")
+
+
 def test_unknown_data_key_lists_the_shared_keys():
     (problem,) = problems_of(merged(BASE_CONFIG, {"data": {"scal": "minmax"}}))
     assert "did you mean 'data.scale'?" in problem and "split" in problem
@@ -179,6 +221,12 @@ def test_early_stopping_validation_and_auto_mode():
                                                                      "stop": 1}}))
     assert len(problems) == 3
     assert any("did you mean 'val_accuracy'" in p for p in problems)
+
+
+@pytest.mark.parametrize("monitor", [None, 3])
+def test_a_monitor_that_is_not_a_name_is_one_problem(monitor):
+    (problem,) = problems_of(merged(BASE_CONFIG, {"early_stopping": {"monitor": monitor}}))
+    assert problem.startswith("early_stopping.monitor must be one of val_loss")
 
 
 @pytest.mark.parametrize("device, ok", [("auto", True), ("cpu", True), ("cuda:1", True), ("mps", True),

@@ -87,7 +87,10 @@ def test_sample_takes_n_seeded_rows(tmp_path):
     a = load(tmp_path, people(200), target="score", drop=["label"], sample=50, seed=3)
     b = load(tmp_path, None, target="score", drop=["label"], sample=50, seed=3)
     c = load(tmp_path, None, target="score", drop=["label"], sample=50, seed=4)
-    rows = lambda d: sorted(np.concatenate([s.rows for s in d.splits.values()]).tolist())  # noqa: E731
+
+    def rows(data) -> list[int]:
+        return sorted(np.concatenate([s.rows for s in data.splits.values()]).tolist())
+
     assert len(rows(a)) == 50 and rows(a) == rows(b) != rows(c)
     assert max(rows(a)) < 200
 
@@ -99,6 +102,20 @@ def test_split_column(tmp_path):
     assert data.train.rows.tolist() == list(range(20))
     assert data.val.rows.tolist() == list(range(20, 25)) and data.test.rows.tolist() == list(range(25, 30))
     assert "fold" not in data.feature_names
+
+
+def test_folds_with_a_split_column_cut_its_train_and_val_rows_and_keep_its_test_rows(tmp_path):
+    frame = people(30)
+    frame["fold"] = ["train"] * 20 + ["val"] * 5 + ["test"] * 5
+    frame.to_csv(tmp_path / "people.csv", index=False)
+    vals = []
+    for fold in range(3):
+        data = load(tmp_path, target="score", drop=["label"], split_column="fold",
+                    split={"test": 0.0, "folds": 3, "fold": fold})
+        assert data.test.rows.tolist() == list(range(25, 30))
+        assert sorted([*data.train.rows, *data.val.rows]) == list(range(25))
+        vals += data.val.rows.tolist()
+    assert sorted(vals) == list(range(25))
 
 
 @pytest.mark.parametrize("policy", ["mean", "median", "most_frequent"])
@@ -135,7 +152,7 @@ def test_statistics_come_from_the_train_split_only(tmp_path):
     test = shifted["fold"] == "test"
     shifted.loc[test, ["age", "income", "score"]] += 1e6
     shifted.loc[test, "city"] = "Atlantis"
-    kwargs = dict(target="score", drop=["label"], split_column="fold", missing="mean")
+    kwargs = {"target": "score", "drop": ["label"], "split_column": "fold", "missing": "mean"}
     a = load(tmp_path, frame, name="a.csv", **kwargs)
     b = load(tmp_path, shifted, name="b.csv", **kwargs)
     assert a.preprocessing == b.preprocessing
@@ -186,8 +203,8 @@ def _zip(path, members):
 BAD_INPUTS = {
     "missing file": (None, {"path": "nope.csv", "target": "label"}, "data file 'nope.csv' not found"),
     "missing target column": ("people.csv", {"target": "labl"},
-                              "data.target: column 'labl' not found in 'people.csv' (did you mean 'label'? columns: "
-                              "age, income, city, label, score)"),
+                              ("data.target: column 'labl' not found in 'people.csv' (did you mean 'label'? columns: "
+                               "age, income, city, label, score)")),
     "empty file": ("empty.csv", {"target": "label"}, "is empty (it needs a header row and data rows)"),
     "header only": ("header.csv", {"target": "label"}, "has a header but no data rows"),
     "target with NaNs": ("nan_target.csv", {"target": "score"}, "target column 'score' has 2 missing values"),
@@ -206,12 +223,12 @@ BAD_INPUTS = {
     "not a CSV": ("people.xlsx", {"target": "label"}, "must be .csv, .csv.gz or .zip"),
     # issue 11: used to be read as hundreds of classes, then blamed on the loss
     "numbers with a few text cells": ("capped.csv", {"target": "score", "drop": ["label"]},
-                                      "target column 'score' holds numbers except 2 text cell(s), such as '500000+' "
-                                      "(row 3), '500000+' (row 7), so it is neither numbers nor class labels"),
+                                      ("target column 'score' holds numbers except 2 text cell(s), such as '500000+' "
+                                       "(row 3), '500000+' (row 7), so it is neither numbers nor class labels")),
     # issue 11: used to be one-hot encoded into hundreds of features with only a note
     "an identifier column": ("ids.csv", {"target": "score", "drop": ["label"]},
-                             "text column 'listing_id' has 40 distinct values in 40 rows, so it looks like an "
-                             "identifier"),
+                             ("text column 'listing_id' has 40 distinct values in 40 rows, so it looks like an "
+                              "identifier")),
 }
 
 

@@ -5,11 +5,12 @@ import torch
 
 from nnrun.config import validate
 from nnrun.data.batching import Batches
-from nnrun.data.bundle import load_data
+from nnrun.data.bundle import load_data, split_rows
 from nnrun.data.context import DataContext
 from nnrun.data.datasets import DATASETS
 from nnrun.data.preprocessing import FeaturePreprocessor, TargetScaler
-from nnrun.data.splits import split_indices
+from nnrun.data.splits import Split, fold_indices, fold_split, split_indices
+from nnrun.data.tables import Table
 from nnrun.errors import UserError
 from tests.helpers import BASE_CONFIG, merged
 
@@ -67,6 +68,67 @@ def test_split_falls_back_with_a_note_when_a_class_is_tiny():
     index, notes = split_indices(len(y), val=0.2, test=0.2, seed=0, stratify=y)
     assert notes and "not stratified" in notes[0]
     assert sum(len(v) for v in index.values()) == 21
+
+
+# --- K-fold cross-validation ------------------------------------------------------------------------------------
+
+FOLD_Y = np.repeat([0, 1, 2], [60, 37, 23])  # 120 rows, uneven classes
+
+
+@pytest.mark.parametrize("stratify", [FOLD_Y, None], ids=["classification", "regression"])
+def test_folds_partition_the_rows_that_are_not_test_and_never_touch_test(stratify):
+    plain, _ = split_indices(len(FOLD_Y), val=0.15, test=0.2, seed=3, stratify=stratify)
+    rest = np.setdiff1d(np.arange(len(FOLD_Y)), plain["test"])
+    folds = [fold_split(len(FOLD_Y), test=0.2, folds=5, fold=i, seed=3, stratify=stratify)[0] for i in range(5)]
+    for index in folds:
+        assert np.array_equal(index["test"], plain["test"])  # every fold tests on the plain split's test rows
+        assert not set(index["test"]) & (set(index["train"]) | set(index["val"]))
+        assert np.array_equal(np.sort(np.concatenate([index["train"], index["val"]])), rest)
+    every_val = np.concatenate([index["val"] for index in folds])
+    assert np.array_equal(np.sort(every_val), rest)  # each non-test row is val in exactly one fold
+
+
+def test_folds_are_seeded_and_stratified():
+    parts, notes = fold_indices(len(FOLD_Y), folds=4, seed=1, stratify=FOLD_Y)
+    again, _ = fold_indices(len(FOLD_Y), folds=4, seed=1, stratify=FOLD_Y)
+    other, _ = fold_indices(len(FOLD_Y), folds=4, seed=2, stratify=FOLD_Y)
+    assert notes == [] and all(np.array_equal(a, b) for a, b in zip(parts, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(parts, other))
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(len(FOLD_Y)))
+    counts = np.array([np.bincount(FOLD_Y[part], minlength=3) for part in parts])  # (folds, classes)
+    assert (counts.max(axis=0) - counts.min(axis=0) <= 1).all()
+
+
+def test_folds_fall_back_to_a_plain_kfold_with_a_note_when_a_class_is_tiny():
+    y = np.array([0] * 30 + [1] * 3)
+    parts, notes = fold_indices(len(y), folds=5, seed=0, stratify=y)
+    assert "folds are not stratified: the smallest class has 3" in notes[0]
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(len(y)))
+    with pytest.raises(UserError, match="data.split.folds is 5, but only 4 rows are left"):
+        fold_indices(4, folds=5, seed=0)
+
+
+def test_split_seed_fixes_the_split_while_the_run_seed_changes():
+    def val_rows(split: dict, seed: int) -> list[int]:
+        cfg = validate(merged(BASE_CONFIG, {"seed": seed, "data": {"split": split}}))
+        return load_data(cfg.data, seed=cfg.seed, device=CPU).val.rows.tolist()
+
+    fold = {"test": 0.2, "folds": 5, "fold": 1}
+    assert val_rows({**fold, "seed": 9}, 0) == val_rows({**fold, "seed": 9}, 1) == val_rows(fold, 9)
+    assert val_rows(fold, 0) != val_rows(fold, 1)
+    assert val_rows({"seed": 9}, 0) == val_rows({}, 9) != val_rows({}, 0)
+
+
+def test_folds_of_data_with_its_own_test_split_partition_its_train_and_val_rows():
+    own = np.array(["train"] * 40 + ["val"] * 10 + ["test"] * 15)
+    table = Table(pd.DataFrame({"a": np.arange(65.0)}), np.arange(65) % 3, "classification", ["a", "b", "c"],
+                  split=own)
+    folds = [split_rows(table, Split(test=0.0, folds=5, fold=i), seed=0) for i in range(5)]
+    for index, notes in folds:
+        assert index["test"].tolist() == list(range(50, 65))
+        assert sorted([*index["train"], *index["val"]]) == list(range(50))
+        assert "fold" in notes[-1] and "the data's own test split" in notes[-1]
+    assert sorted(row for index, _ in folds for row in index["val"]) == list(range(50))
 
 
 def test_scaler_statistics_come_from_the_rows_it_was_fitted_on():

@@ -65,6 +65,19 @@ def test_idx_dataset_splits_files_into_train_val_and_test(tmp_path):
     assert np.array_equal(data.test.y.numpy(), labels)  # the t10k files are the test split, in order
 
 
+def test_idx_folds_partition_the_training_files_and_keep_the_test_files(tmp_path):
+    write_idx_folder(tmp_path / "digits", n_train=60, n_test=10, size=8, gz=False)
+    folds = []
+    for fold in range(4):
+        cfg = validate(image_config({"type": "idx", "path": "digits", "split": {"test": 0.0, "folds": 4, "fold": fold}}))
+        folds.append(load_data(cfg.data, seed=0, device=CPU, data_dir=tmp_path))
+    for data in folds:
+        assert data.test.rows.tolist() == list(range(10))
+        assert sorted([*data.train.rows, *data.val.rows]) == list(range(60))
+        assert data.preprocessing["images"]["mean"] == channel_stats(data.train.x, "auto")[0]  # from this fold's train
+    assert sorted(row for data in folds for row in data.val.rows) == list(range(60))
+
+
 @pytest.mark.parametrize("damage, message", [
     ("truncated", "is truncated or padded: its header says 200 x 28 x 28"),
     ("mismatch", "holds 200 images but 'train-labels-idx1-ubyte.gz' holds 199 labels"),

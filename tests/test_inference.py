@@ -10,9 +10,9 @@ import pytest
 from tests.helpers import people, run_dirs
 
 
-def train_run(cli, write_config, tmp_path, **changes):
+def train_run(cli, write_config, tmp_path, *overrides, **changes):
     config = write_config(**changes)
-    result = cli("train", config, "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path)
+    result = cli("train", config, *overrides, "--runs-dir", tmp_path / "runs", "--data-dir", tmp_path)
     assert result.exit_code == 0, result.output
     (run,) = run_dirs(tmp_path / "runs")
     return config, run, json.loads((run / "summary.json").read_text())
@@ -37,6 +37,26 @@ def test_eval_reproduces_the_test_accuracy_without_any_config(cli, write_config,
     assert list(written.columns) == ["row", "target", "prediction", "prob_setosa", "prob_versicolor",
                                      "prob_virginica"]
     assert np.allclose(written.filter(like="prob_").sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_eval_tests_a_fold_run_trained_without_test_and_its_config_reruns_the_same_fold(cli, write_config, tmp_path):
+    from nnrun.commands import load_config
+    from nnrun.data.bundle import load_data
+
+    fold = {"test": 0.2, "folds": 5, "fold": 2, "seed": 7}
+    _, run, summary = train_run(cli, write_config, tmp_path, "test=false", epochs=2, seed=1, data={"split": fold})
+    assert summary["test"] is None and not (run / "predictions.csv").exists()
+    expected = load_data(load_config(write_config(seed=7, data={"split": {"train": 0.6, "val": 0.2, "test": 0.2}}),
+                                     []).data, seed=7, device="cpu")  # the plain split with the fold's seed
+    result = cli("eval", run / "checkpoints" / "best.pth", "--json")
+    assert result.exit_code == 0, result.output
+    assert sorted(pd.read_csv(run / "predictions.csv")["row"]) == expected.test.rows.tolist()
+
+    rerun = load_config(run / "config.yaml", [])
+    assert rerun.test is False and rerun.data.split.to_dict() == fold
+    val = load_data(rerun.data, seed=rerun.seed, device="cpu").val.rows
+    assert cli("eval", run / "checkpoints" / "best.pth", "--split", "val").exit_code == 0
+    assert sorted(pd.read_csv(run / "predictions_val.csv")["row"]) == val.tolist() != expected.val.rows.tolist()
 
 
 def test_eval_of_a_regression_checkpoint_reproduces_rmse_in_original_units(cli, write_config, tmp_path):

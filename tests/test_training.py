@@ -75,6 +75,19 @@ def _split_rows(table, split, seed):
     return split_indices(len(table.target), val=0.15, test=0.15, seed=seed)[0][split]
 
 
+def test_test_false_trains_and_validates_only(cli, write_config, tmp_path):
+    result, run = train(cli, write_config, tmp_path, "test=false", epochs=2)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test"] is None and summary["rows"]["test"] == 23 and summary["best_epoch"]
+    assert not (run / "predictions.csv").exists()
+    note = f"test: false, so the 23 test rows were not evaluated (test the best weights with: nnrun eval {run}"
+    assert note in summary["notes"][-1] and note in " ".join(result.stdout.split())
+    assert {p.name for p in (run / "plots").iterdir()} == {"loss.png", "metrics.png", "lr.png"}
+    assert "test split not evaluated" in (run / "report.html").read_text()
+    assert "test: false" in (run / "config.yaml").read_text()
+
+
 def test_same_seed_same_metrics_other_seed_other_metrics(cli, write_config, tmp_path):
     runs = [train(cli, write_config, tmp_path, f"seed={seed}", epochs=5,
                   model={"dropout": 0.2, "hidden": [10]})[1] for seed in (3, 3, 4)]
@@ -97,7 +110,7 @@ def test_the_same_config_and_thread_count_give_bit_identical_weights(cli, write_
 
 
 def test_best_checkpoint_is_the_best_monitored_epoch(cli, write_config, tmp_path):
-    result, run = train(cli, write_config, tmp_path, epochs=8)
+    _, run = train(cli, write_config, tmp_path, epochs=8)
     summary = json.loads((run / "summary.json").read_text())
     rows = read_rows(run)
     losses = [float(r["val_loss"]) for r in rows]
@@ -113,7 +126,7 @@ def test_best_checkpoint_is_the_best_monitored_epoch(cli, write_config, tmp_path
 
 def test_early_stopping_stops_after_patience(cli, write_config, tmp_path):
     # lr 1e-9 never improves by min_delta after epoch 1, so patience 2 stops at epoch 3.
-    result, run = train(cli, write_config, tmp_path, epochs=50, optimizer={"lr": 1e-9},
+    _, run = train(cli, write_config, tmp_path, epochs=50, optimizer={"lr": 1e-9},
                         early_stopping={"patience": 2, "min_delta": 0.01})
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stop_reason"] == "early_stopping" and summary["epochs_run"] == 3
@@ -121,7 +134,7 @@ def test_early_stopping_stops_after_patience(cli, write_config, tmp_path):
 
 
 def test_stop_at_threshold(cli, write_config, tmp_path):
-    result, run = train(cli, write_config, tmp_path, epochs=200,
+    _, run = train(cli, write_config, tmp_path, epochs=200,
                         early_stopping={"monitor": "train_loss", "stop_at": 0.5})
     summary = json.loads((run / "summary.json").read_text())
     losses = [float(r["train_loss"]) for r in read_rows(run)]
@@ -146,7 +159,7 @@ def test_diverging_run_stops_with_exit_2_and_keeps_the_last_good_checkpoint(cli,
 
 
 def test_full_batch_gradient_descent_takes_one_step_per_epoch(cli, write_config, tmp_path):
-    result, run = train(cli, write_config, tmp_path, epochs=3, batch_size="full",
+    _, run = train(cli, write_config, tmp_path, epochs=3, batch_size="full",
                         scheduler={"type": "onecycle"})
     last = load_checkpoint(run / "checkpoints" / "last.pth")
     assert last["scheduler"]["last_epoch"] == 3  # onecycle steps once per batch: one batch per epoch

@@ -17,7 +17,7 @@ from nnrun.data.context import DataContext
 from nnrun.data.datasets import DATASETS
 from nnrun.data.images import Augment, ImageTable, channel_stats
 from nnrun.data.preprocessing import LARGEST, FeaturePreprocessor, TargetScaler
-from nnrun.data.splits import Split, split_indices
+from nnrun.data.splits import Split, fold_split, split_indices
 from nnrun.data.streaming import ImageFileTable, StreamedSplit
 from nnrun.data.tables import Table
 from nnrun.errors import UserError
@@ -100,7 +100,8 @@ class DataBundle:
 
 def load_data(cfg: DataConfig, *, seed: int, device: torch.device, data_dir: Path = Path("data"),
               config_dir: Path | None = None, preprocessing: dict[str, Any] | None = None) -> DataBundle:
-    """Build the dataset, split it with `seed`, fit the preprocessing on train, move the splits to `device`.
+    """Build the dataset, split it (with `cfg.split.seed`, else `seed`), fit the preprocessing on train, move the
+    splits to `device`.
 
     With `preprocessing` (a checkpoint's stored state) nothing is fitted: the stored statistics are applied.
     """
@@ -134,17 +135,22 @@ def load_data(cfg: DataConfig, *, seed: int, device: torch.device, data_dir: Pat
 
 
 def split_rows(table: Table | ImageTable, split: Split, seed: int) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Row indices of train, val and test, and notes for the log.
+    """Row indices of train, val and test, and notes for the log; `split.seed`, when set, replaces the run's `seed`.
 
     A table that brings its own split (a CSV's split column, a dataset's test files) keeps it; when it has no
-    val rows, `split.val` of its train rows become val, seeded and stratified.
+    val rows, `split.val` of its train rows become val, seeded and stratified. With `split.folds`, val is fold
+    `split.fold` of the rows that are not test, and train the other folds.
     """
     notes = list(table.notes)
+    seed = split.seed_for(seed)
     n_rows = len(table.target)
     stratify = table.target if table.task == "classification" else None
     if table.split is not None:
         index = {name: np.flatnonzero(table.split == name) for name in ("train", "val", "test")}
-        if not len(index["val"]):
+        if split.folds:
+            index, more_notes = _own_split_fold(index, split, seed, stratify)
+            notes += more_notes
+        elif not len(index["val"]):
             held_out, more_notes = split_indices(len(index["train"]), val=split.val, test=0.0, seed=seed,
                                                  stratify=None if stratify is None else stratify[index["train"]])
             notes += more_notes
@@ -157,8 +163,23 @@ def split_rows(table: Table | ImageTable, split: Split, seed: int) -> tuple[dict
         every = np.arange(n_rows)
         notes.append(f"data.split=all: train, val and test are the same {n_rows} rows, so no metric is held-out")
         return {"train": every, "val": every, "test": every}, notes
-    index, more_notes = split_indices(n_rows, val=split.val, test=split.test, seed=seed, stratify=stratify)
+    if split.folds:
+        index, more_notes = fold_split(n_rows, test=split.test, folds=split.folds, fold=split.fold, seed=seed,
+                                       stratify=stratify)
+    else:
+        index, more_notes = split_indices(n_rows, val=split.val, test=split.test, seed=seed, stratify=stratify)
     return index, notes + more_notes
+
+
+def _own_split_fold(index: dict[str, np.ndarray], split: Split, seed: int,
+                    stratify: np.ndarray | None) -> tuple[dict[str, np.ndarray], list[str]]:
+    """One fold of a table that brings its own split: its train and val rows are cut into folds; its test stays."""
+    pool = np.sort(np.concatenate([index["train"], index["val"]]))
+    held_out, notes = fold_split(len(pool), test=0.0, folds=split.folds, fold=split.fold, seed=seed,
+                                 stratify=None if stratify is None else stratify[pool])
+    notes.append(f"val split: fold {split.fold} of {split.folds} of the {len(pool)} rows outside the data's own test "
+                 f"split (data.split.folds)")
+    return {"train": pool[held_out["train"]], "val": pool[held_out["val"]], "test": index["test"]}, notes
 
 
 def _image_bundle(table: ImageTable | ImageFileTable, index: dict[str, np.ndarray], notes: list[str],

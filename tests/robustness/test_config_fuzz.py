@@ -68,9 +68,9 @@ NASTY = st.one_of(
     st.text(max_size=12), st.sampled_from(["", "auto", "full", "🐍", "a\tb", "null", "~", "1e-3", "[1, 2"]),
     st.lists(st.integers(-3, 3), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
 )
-PATHS = ["name", "seed", "device", "epochs", "batch_size", "threads", "compile", "precision", "data", "data.split",
-         "data.split.train", "data.split.val", "data.scale", "data.target_scale", "model", "model.hidden",
-         "model.dropout", "model.activation", "model.output_activation", "loss", "loss.label_smoothing", "optimizer",
+PATHS = ["name", "seed", "device", "epochs", "batch_size", "threads", "compile", "precision", "test", "data",
+         "data.split", "data.split.train", "data.split.val", "data.split.folds", "data.split.fold", "data.split.seed",
+         "data.scale", "data.target_scale", "model", "model.hidden", "model.dropout", "model.activation", "model.output_activation", "loss", "loss.label_smoothing", "optimizer",
          "optimizer.lr", "optimizer.momentum", "optimizer.betas", "scheduler", "scheduler.gamma", "early_stopping",
          "early_stopping.monitor", "early_stopping.mode", "early_stopping.patience", "early_stopping.stop_at",
          "unknown_key", "model.hiden"]
@@ -86,6 +86,10 @@ def configs(draw) -> dict:
         "model": draw(component("models", MODELS)), "loss": draw(component("losses")),
         "optimizer": draw(component("optimizers")),
     }
+    if draw(st.integers(0, 3)) == 0:
+        folds = draw(st.integers(2, 6))
+        config["data"]["split"] = {"test": draw(st.sampled_from([0.0, 0.15, 0.3])), "folds": folds,
+                                   "fold": draw(st.integers(0, folds - 1)), "seed": draw(st.integers(0, 5))}
     if draw(st.booleans()):
         config["scheduler"] = draw(component("schedulers"))
     if draw(st.booleans()):
