@@ -17,6 +17,7 @@ sweep runs, and the chosen trial's runs are tested once at the end. Optuna is im
 from __future__ import annotations
 
 import csv
+import importlib.util
 import math
 import shutil
 import signal
@@ -58,9 +59,11 @@ from nnrun.threads import available_cores
 SAMPLERS = ("grid", "random", "tpe")
 STORAGES = {"sqlite": "study.db", "journal": "study.journal"}
 KEPT = ("complete", "pruned", "failed")  # a trial with one of these statuses is done; an interrupted one runs again
-# Keys a sweep sets itself, so that they cannot be swept: the run names, the score, the folds and the test switch.
-OWN_KEYS = ("name", "early_stopping.monitor", "early_stopping.mode", "test", "data.split.folds", "data.split.fold",
-            "data.split.seed")
+# Keys a sweep sets itself, which a spec cannot vary: the run names and the score; with --folds and --repeats, also
+# what each run of a trial sets.
+OWN_KEYS = {"always": ("name", "early_stopping.monitor", "early_stopping.mode"),
+            "folds": ("test", "data.split.folds", "data.split.fold", "data.split.train", "data.split.val"),
+            "repeats": ("test", "seed", "data.split.seed")}
 WORKER_STOP_SECONDS = 60  # after Ctrl-C, how long a parallel trial may take to save its last epoch
 
 
@@ -212,6 +215,8 @@ def run_sweep(config: Path | None, items: list[str], *, given: dict[str, Any], r
         raise UserError("missing CONFIG (for example: nnrun sweep configs/iris_mlp.yaml optimizer.lr=0.001,0.01,0.1)")
     else:
         sweep = _start(Path(config), items, given, runs_dir=runs_dir, data_dir=data_dir)
+    if sweep.settings.parallel > 1 and sweep.settings.vectorize:
+        raise UserError("--vectorize trains trials in one process, --parallel in several (choose one)")
     try:
         sweep.log = RunLog(sweep.folder / "sweep.log")
     except OSError as exc:
@@ -314,9 +319,10 @@ def _read_block(block: Any) -> tuple[dict[str, str], dict[str, Param], dict[str,
 def _settings(options: dict[str, Any], params: dict[str, Param]) -> Settings:
     settings = Settings(**options)
     problems = settings.problems(params)
-    owned = [key for key in params if key in OWN_KEYS or (key == "seed" and settings.repeats)]
+    owned = {*OWN_KEYS["always"], *(OWN_KEYS["folds"] if settings.folds else ()),
+             *(OWN_KEYS["repeats"] if settings.repeats else ())}
     problems += [f"{key} cannot be swept: the sweep sets it for every run (leave {key} out of the specs)"
-                 for key in owned]
+                 for key in params if key in owned]
     if not params and not settings.folds and not settings.repeats:
         problems.append("nothing to sweep (give KEY=SPEC pairs such as optimizer.lr=0.001,0.01,0.1, or --folds 5 "
                         "to cross-validate the config as it is)")
@@ -451,11 +457,13 @@ def _ask(sweep: Sweep, values: dict[str, Any] | None):
 
 
 def _run_in_process(sweep: Sweep, todo: list[dict[str, Any] | None]) -> None:
-    """One trial after another in this process; Ctrl-C stops the trial in progress, which a resume runs again."""
-    for index, values in enumerate(todo, 1):
+    """One trial after another in this process, unless the batch trains together (`--vectorize`); Ctrl-C stops the
+    trial in progress, which a resume runs again."""
+    todo = _train_together(sweep, todo)
+    for index, item in enumerate(todo, 1):
         trial = None
         try:
-            trial = _ask(sweep, values)
+            trial = item if _asked(item) else _ask(sweep, item)
             outcome = run_trial(sweep, trial)
         except Interrupted:
             outcome = Outcome("interrupted")  # run_trial recorded it
@@ -468,6 +476,73 @@ def _run_in_process(sweep: Sweep, todo: list[dict[str, Any] | None]) -> None:
         _say_outcome(sweep, trial, outcome, index=index, total=len(todo))
         if outcome.status == "interrupted":
             _stop(sweep)
+
+
+def _train_together(sweep: Sweep, todo: list[dict[str, Any] | None]) -> list:
+    """`--vectorize` (automatic for a grid without --prune, --folds, --repeats): the whole batch trains as one stacked
+    model (nnrun/vectorized.py) where its configs allow. Returns what is left to train one by one: nothing, or the
+    batch (its trials asked already), after one line that says why not."""
+    reason = _apart(sweep, todo)
+    if reason is not None:
+        if reason:
+            sweep.log.print(f"[yellow]note[/]   trials train one after another: {reason}")
+        return todo
+    from nnrun.vectorized import (  # the one place that needs it
+        stack_problem,
+        train_together,
+    )
+
+    trials, configs = [], []
+    for index, values in enumerate(todo, 1):
+        trial = _ask(sweep, values)
+        try:
+            configs.append(_config(sweep, trial, Unit()))
+            trials.append(trial)
+        except UserError as exc:
+            _tell(sweep.study, trial, outcome := Outcome("failed", _failure(sweep, trial, exc)))
+            _say_outcome(sweep, trial, outcome, index=index, total=len(todo))
+    if problem := stack_problem(configs):
+        sweep.log.print(f"[yellow]note[/]   trials train one after another: {problem}")
+        return trials
+    sweep.log.print(f"{_count(len(trials), 'trial')} train together as one stacked model")
+    started = time.perf_counter()
+    try:
+        runs = [Run.create_at(sweep.folder / trial.user_attrs["folder"]) for trial in trials]
+        results = train_together(configs, runs, data_dir=sweep.data_dir,
+                                 log=lambda run: RunLog(run.log_path, echo=False))
+    except (Interrupted, KeyboardInterrupt):
+        for trial in trials:
+            _tell(sweep.study, trial, Outcome("interrupted", "interrupted"))
+        _stop(sweep)
+    except Exception as exc:  # noqa: BLE001 - a problem that every trial has (the data) fails each of them
+        results = [exc] * len(trials)
+    seconds = (time.perf_counter() - started) / max(1, len(trials))  # one shared run: its time, shared out
+    for index, (trial, result) in enumerate(zip(trials, results), len(todo) - len(trials) + 1):
+        if isinstance(result, Exception):
+            outcome = Outcome("failed", _failure(sweep, trial, result), seconds=seconds)
+        else:
+            outcome = Outcome("complete", "", [result["best_value"]], [result["best_epoch"]], seconds)
+        _tell(sweep.study, trial, outcome)
+        _say_outcome(sweep, trial, outcome, index=index, total=len(todo))
+    return []
+
+
+def _apart(sweep: Sweep, todo: list) -> str | None:
+    """None when the batch should try to train together; else why not ("" where there is nothing to say)."""
+    settings, auto = sweep.settings, sweep.settings.vectorize is None
+    if settings.vectorize is False or (auto and (settings.sampler != "grid" or len(todo) < 2)):
+        return ""
+    if settings.prune:
+        return "" if auto else "--prune stops each trial on its own curve, which stacked trials do not have"
+    if settings.folds or settings.repeats:
+        return "" if auto else "with --folds or --repeats a trial's runs differ in their split or seed"
+    if importlib.util.find_spec("nnrun.vectorized") is None:
+        return "" if auto else "this nnrun has no vectorized training (nnrun/vectorized.py)"
+    return None
+
+
+def _asked(item: Any) -> bool:
+    return item is not None and not isinstance(item, dict)
 
 
 def _run_parallel(sweep: Sweep, todo: list[dict[str, Any] | None]) -> None:
@@ -536,7 +611,7 @@ def run_trial(sweep: Sweep, trial, *, threads: int | None = None) -> Outcome:
     sweep goes on. Ctrl-C marks it interrupted and raises Interrupted.
     """
     started = time.perf_counter()
-    values, folder = trial.params, sweep.folder / trial.user_attrs["folder"]
+    folder = sweep.folder / trial.user_attrs["folder"]
     units = sweep.units()
     scores, best_epochs, status = [], [], "complete"
     where = ""
@@ -544,8 +619,7 @@ def run_trial(sweep: Sweep, trial, *, threads: int | None = None) -> Outcome:
         configs = []
         for unit in units:
             where = f"{unit.name}: " if unit.name else ""
-            raw = sweep.trial_raw(values, unit, name=sweep.run_name(trial.number, unit), threads=threads)
-            configs.append(validate(raw, config_dir=sweep.config_dir))
+            configs.append(_config(sweep, trial, unit, threads=threads))
         for i, (unit, config) in enumerate(zip(units, configs)):
             where = f"{unit.name}: " if unit.name else ""
             exp = build_experiment(config, data_dir=sweep.data_dir)
@@ -563,19 +637,31 @@ def run_trial(sweep: Sweep, trial, *, threads: int | None = None) -> Outcome:
         _tell(sweep.study, trial, Outcome("interrupted", "interrupted", scores, best_epochs,
                                           time.perf_counter() - started))
         raise Interrupted("interrupted") from None
-    except UserError as exc:
-        outcome = Outcome("failed", where + "; ".join(exc.problems), scores, best_epochs)
-    except Exception as exc:  # noqa: BLE001 - one trial's bug must not stop the others; its traceback is logged
-        reason = (str(exc).strip().splitlines() or [""])[0]
-        outcome = Outcome("failed", f"{where}{type(exc).__name__}: {reason}".rstrip(": "), scores, best_epochs)
-        details = f"trial {trial.number} failed:\n{traceback.format_exc()}"
-        if sweep.log is not None:
-            sweep.log.print(Text(details), console_too=False)
-        else:  # a trial process: its parent copies this into sweep.log
-            print(details, file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - one trial's failure, even a bug, must not stop the others
+        outcome = Outcome("failed", where + _failure(sweep, trial, exc), scores, best_epochs)
     outcome.seconds = time.perf_counter() - started
     _tell(sweep.study, trial, outcome)
     return outcome
+
+
+def _config(sweep: Sweep, trial, unit: Unit, *, threads: int | None = None) -> Config:
+    """One run of a trial as a validated config; a bad value is a UserError, which fails that trial only."""
+    raw = sweep.trial_raw(trial.params, unit, name=sweep.run_name(trial.number, unit), threads=threads)
+    return validate(raw, config_dir=sweep.config_dir)
+
+
+def _failure(sweep: Sweep, trial, exc: Exception) -> str:
+    """Why a trial failed, in one line. A bug's traceback goes to sweep.log (from a trial process: to stderr,
+    which the sweep copies there)."""
+    if isinstance(exc, UserError):
+        return "; ".join(exc.problems)
+    details = f"trial {trial.number} failed:\n{''.join(traceback.format_exception(exc))}"
+    if sweep.log is not None:
+        sweep.log.print(Text(details), console_too=False)
+    else:
+        print(details, file=sys.stderr)
+    reason = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {reason}".rstrip(": ")
 
 
 def _reporter(sweep: Sweep, trial):
@@ -767,7 +853,7 @@ def _table(sweep: Sweep, rows: list[dict[str, Any]]) -> Table:
     """The trials, best first, as results.csv has them; the chosen one in bold."""
     shorts = _short_keys(sweep)
     runs = len(sweep.units())
-    table = Table(title=f"{len(rows)} trials, best first by {sweep.monitor}" +
+    table = Table(title=f"{_count(len(rows), 'trial')}, best first by {sweep.monitor}" +
                   (f" (mean ± std over {runs} runs each)" if runs > 1 else ""), title_justify="left")
     notes = any(row["message"] for row in rows)
     for column in ("trial", *shorts.values(), "status", "best epoch", sweep.monitor, "time", *["note"] * notes):
@@ -807,10 +893,11 @@ def _plots(sweep: Sweep, rows: list[dict[str, Any]]) -> Path | None:
 def _say_plan(sweep: Sweep, *, resumed: bool) -> None:
     log, settings = sweep.log, sweep.settings
     log.print(f"[bold]nnrun sweep[/] {sweep.base.name} -> {sweep.folder}" + (" (resumed)" if resumed else ""))
-    space = ", ".join(f"{p.key} {p.describe()}" for p in sweep.params) or "the config as it is"
     how = {"grid": "grid, every combination", "random": "random sampling", "tpe": "TPE (Bayesian) sampling"}
-    log.print(f"space  {space}: {settings.trials} trials by {how[settings.sampler]}" +
-              (f"; fixed {' '.join(f'{k}={v}' for k, v in sweep.fixed.items())}" if sweep.fixed else ""))
+    space = (f"{', '.join(f'{p.key} {p.describe()}' for p in sweep.params)}: {_count(settings.trials, 'trial')} by "
+             f"{how[settings.sampler]}") if sweep.params else "one trial, the config as it is"
+    log.print(f"space  {space}" + (f"; fixed {' '.join(f'{k}={v}' for k, v in sweep.fixed.items())}"
+                                   if sweep.fixed else ""))
     runs = []
     if settings.folds:
         runs.append(f"{settings.folds} stratified folds of train + val")
@@ -839,6 +926,10 @@ def _say_outcome(sweep: Sweep, trial, outcome: Outcome, *, index: int, total: in
     else:
         result = "[yellow]interrupted[/]"
     sweep.log.print(f"trial {index}/{total}  {name}  {result}  {format_duration(outcome.seconds)}")
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _spread(scores: list[float]) -> str:

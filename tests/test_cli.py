@@ -141,10 +141,11 @@ def test_several_problems_give_one_line_each(cli, write_config):
 
 def test_help_answers_without_importing_torch():
     code = ("import sys; from typer.testing import CliRunner; from nnrun.cli import app\n"
-            "for args in ([], ['--help'], *[[c, '--help'] for c in ('train', 'check', 'list', 'eval', 'predict', 'export', 'plot')]):\n"
+            "for args in ([], ['--help'], *[[c, '--help'] for c in ('train', 'check', 'list', 'eval', 'predict', 'export', 'plot', 'sweep')]):\n"
             "    r = CliRunner().invoke(app, args); assert r.exit_code in (0, 2), r.output\n"
             "    assert 'Usage' in r.output, r.output\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n"
+            "assert 'optuna' not in sys.modules, 'optuna was imported'\n"
             "print('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.stdout.strip() == "ok", result.stderr
