@@ -578,7 +578,9 @@ def _run_parallel(sweep: Sweep, todo: list[dict[str, Any] | None]) -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-            _collect(sweep, number, process.returncode, errors)
+            done += 1
+            outcome = _collect(sweep, number, process.returncode, errors)
+            _say_outcome(sweep, sweep.study.trials[number], outcome, index=done, total=len(todo))
         _stop(sweep)
 
 
@@ -719,8 +721,8 @@ def _stop(sweep: Sweep) -> None:
         pass
     kept = sum(_status(t) in KEPT for t in sweep.study.get_trials(deepcopy=False))
     raise Interrupted(f"sweep interrupted: {kept} of {sweep.settings.trials} trials are done and saved in "
-                      f"{sweep.folder}; the trial in progress runs again (continue with: nnrun sweep --resume "
-                      f"{sweep.folder})")
+                      f"{sweep.folder}; an interrupted trial runs again from its start (continue with: nnrun sweep "
+                      f"--resume {sweep.folder})")
 
 
 # --- the end: results, the best trial, its test ---------------------------------------------------------------
