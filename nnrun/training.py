@@ -11,6 +11,7 @@ import math
 import signal
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import torch
@@ -36,6 +37,7 @@ from nnrun.speed import CompileClock, Steps, is_compile_failure
 from nnrun.threads import ThreadPolicy
 from nnrun.training_state import (
     LoopState,
+    StateDict,
     best_checkpoint,
     last_checkpoint,
     restore_training_state,
@@ -117,13 +119,10 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
     `resume` is a last.pth checkpoint of this run: training continues exactly where it stopped.
     """
     cfg, task, stopping = exp.config, exp.task, exp.config.early_stopping
-    state, best_weights = restore_training_state(exp, resume) if resume else (LoopState(), None)
-    # On resume, metrics.csv is rewritten from the checkpoint, so no epoch is missing or repeated.
-    metrics = MetricsWriter(run.metrics_path, epoch_columns(task.kind, compile=exp.speed.compile),
-                            rows=state.history if resume else None)
+    book = Bookkeeping.start(exp, run, resume=resume, loggers=loggers)
+    state = book.state
     threads = ThreadPolicy(cfg.threads, device=exp.device, say=log.print)
     compiling = CompileClock(exp.speed.compile)
-    saver = _CheckpointSaver(run, state.history)
     stop = Stop("completed", f"ran all {cfg.epochs} epochs")
     started = time.perf_counter() - state.seconds  # a resumed run counts the sessions before it
 
@@ -147,17 +146,7 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
 
                 # An interrupt waits for this block, so metrics.csv, the loop state and last.pth always agree.
                 with guard.deferred():
-                    metrics.write(row)
-                    state.seconds = time.perf_counter() - started
-                    if state.record(row, stopping):
-                        best_weights = snapshot(exp.model.state_dict())
-                    if exp.scheduler is not None and exp.scheduler_interval == "epoch":
-                        step_after_epoch(exp.scheduler, row[stopping.monitor])
-                    # checkpoint after the scheduler step, so that resuming continues with the next epoch's lr
-                    best = best_checkpoint(exp, state, weights=best_weights) if state.best_epoch == epoch else None
-                    saver.update(best=best, last=last_checkpoint(exp, state, best_weights=best_weights))
-                    if loggers is not None:
-                        loggers.epoch(row)  # TensorBoard, MLflow: copies of the metrics.csv row
+                    book.keep(exp, row, seconds=time.perf_counter() - started)
 
                 log.epoch(_epoch_line(row, cfg.epochs, task.kind))
                 bar(epoch, row, task.kind)
@@ -168,24 +157,71 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
             # A partly trained epoch is dropped: the checkpoints keep the last finished one.
             stop = Stop("interrupted", f"interrupted after epoch {state.epoch}")
         finally:
-            try:
-                saver.flush()  # a full disk can fail this too: the previous checkpoints stay as they were
-            finally:
-                metrics.close()
+            book.close()
 
-    # test the best weights, and keep their predictions for the plots
-    test = None
-    if best_weights is not None and stop.reason != "interrupted" and exp.data.test is not None:
-        exp.model.load_state_dict(best_weights)
-        test, output = split_report(exp.model, exp.data.test, loss_fn=exp.loss_fn, task=task, speed=exp.speed)
-        with writing(run.predictions_path):
-            task.predictions(output, exp.data.test.y, exp.data.test.rows).to_csv(run.predictions_path, index=False)
-    summary = _summary(exp, run, state, stop=stop, test=test, threads=threads,
-                       seconds={"total": time.perf_counter() - started, "compile": compiling.total})
-    with writing(run.summary_path):
-        run.summary_path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    summary = finish(exp, run, book, stop=stop, threads=threads,
+                     seconds={"total": time.perf_counter() - started, "compile": compiling.total})
     if stop.reason == "interrupted":
         raise Interrupted(stop.detail)
+    return summary
+
+
+@dataclass
+class Bookkeeping:
+    """What a run keeps of its epochs: metrics.csv, the loop state, the best weights and the two checkpoints."""
+
+    state: LoopState
+    best_weights: StateDict | None
+    metrics: MetricsWriter
+    saver: _CheckpointSaver
+    loggers: Loggers | None = None
+
+    @classmethod
+    def start(cls, exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None,
+              loggers: Loggers | None = None) -> Bookkeeping:
+        """A new run's, or, given its last.pth, a resumed run's: the live experiment then continues from it."""
+        state, best_weights = restore_training_state(exp, resume) if resume else (LoopState(), None)
+        # On resume, metrics.csv is rewritten from the checkpoint, so no epoch is missing or repeated.
+        metrics = MetricsWriter(run.metrics_path, epoch_columns(exp.task.kind, compile=exp.speed.compile),
+                                rows=state.history if resume else None)
+        return cls(state, best_weights, metrics, _CheckpointSaver(run, state.history), loggers)
+
+    def keep(self, exp: Experiment, row: dict[str, float], *, seconds: float) -> None:
+        """Keep a finished epoch: its metrics.csv row, the loop state (`seconds` trained so far), the best weights,
+        the scheduler's end-of-epoch step, and the checkpoints."""
+        stopping, state = exp.config.early_stopping, self.state
+        self.metrics.write(row)
+        state.seconds = seconds
+        if state.record(row, stopping):
+            self.best_weights = snapshot(exp.model.state_dict())
+        if exp.scheduler is not None and exp.scheduler_interval == "epoch":
+            step_after_epoch(exp.scheduler, row[stopping.monitor])
+        # checkpoint after the scheduler step, so that resuming continues with the next epoch's lr
+        best = best_checkpoint(exp, state, weights=self.best_weights) if state.best_epoch == state.epoch else None
+        self.saver.update(best=best, last=last_checkpoint(exp, state, best_weights=self.best_weights))
+        if self.loggers is not None:
+            self.loggers.epoch(row)  # TensorBoard, MLflow: copies of the metrics.csv row
+
+    def close(self) -> None:
+        try:
+            self.saver.flush()  # a full disk can fail this too: the previous checkpoints stay as they were
+        finally:
+            self.metrics.close()
+
+
+def finish(exp: Experiment, run: Run, book: Bookkeeping, *, stop: Stop, threads: ThreadPolicy,
+           seconds: dict[str, float]) -> dict[str, Any]:
+    """The end of training: test the best weights, write their predictions, and write summary.json; returns it."""
+    test = None
+    if book.best_weights is not None and stop.reason != "interrupted" and exp.data.test is not None:
+        exp.model.load_state_dict(book.best_weights)
+        test, output = split_report(exp.model, exp.data.test, loss_fn=exp.loss_fn, task=exp.task, speed=exp.speed)
+        with writing(run.predictions_path):
+            exp.task.predictions(output, exp.data.test.y, exp.data.test.rows).to_csv(run.predictions_path,
+                                                                                     index=False)
+    summary = _summary(exp, run, book.state, stop=stop, test=test, threads=threads, seconds=seconds)
+    with writing(run.summary_path):
+        run.summary_path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n", encoding="utf-8")
     return summary
 
 
