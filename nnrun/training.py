@@ -12,7 +12,7 @@ import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Self
 
 import torch
 from rich.progress import (
@@ -126,7 +126,7 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
     stop = Stop("completed", f"ran all {cfg.epochs} epochs")
     started = time.perf_counter() - state.seconds  # a resumed run counts the sessions before it
 
-    with _progress(cfg.epochs, state.epoch, enabled=log.quiet_console) as bar, _InterruptGuard() as guard, compiling:
+    with _progress(cfg.epochs, state.epoch, enabled=log.quiet_console) as bar, InterruptGuard() as guard, compiling:
         try:
             for epoch in range(state.epoch + 1, cfg.epochs + 1):
                 epoch_start = time.perf_counter()
@@ -137,10 +137,10 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
                                                 forward=exp.steps.eval_forward, speed=exp.speed)
                 if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
                     # The weights have diverged: record nothing from this epoch, keep the checkpoints of the last one.
-                    stop = _diverged(train_loss, val_loss, epoch=epoch, last_good=state.epoch)
+                    stop = diverged(train_loss, val_loss, epoch=epoch, last_good=state.epoch)
                     break
-                row = _metrics_row(exp, val_output, epoch=epoch, lr=lr, train_loss=train_loss,
-                                   train_accuracy=train_accuracy, val_loss=val_loss)
+                row = metrics_row(exp, val_output, epoch=epoch, lr=lr, train_loss=train_loss,
+                                  train_accuracy=train_accuracy, val_loss=val_loss)
                 row.update(train_seconds=train_seconds, epoch_seconds=time.perf_counter() - epoch_start)
                 row.update({"compile_seconds": compiling.take()} if exp.speed.compile else {})  # within epoch_seconds
 
@@ -148,9 +148,9 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
                 with guard.deferred():
                     book.keep(exp, row, seconds=time.perf_counter() - started)
 
-                log.epoch(_epoch_line(row, cfg.epochs, task.kind))
+                log.epoch(epoch_line(row, cfg.epochs, task.kind))
                 bar(epoch, row, task.kind)
-                if early := _early_stop(state, row[stopping.monitor], stopping):
+                if early := early_stop(state, row[stopping.monitor], stopping):
                     stop = early
                     break
         except (KeyboardInterrupt, Interrupted):
@@ -225,7 +225,7 @@ def finish(exp: Experiment, run: Run, book: Bookkeeping, *, stop: Stop, threads:
     return summary
 
 
-def _metrics_row(exp: Experiment, val_output: torch.Tensor, *, epoch: int, lr: float, train_loss: float,
+def metrics_row(exp: Experiment, val_output: torch.Tensor, *, epoch: int, lr: float, train_loss: float,
                  train_accuracy: float | None, val_loss: float) -> dict[str, float]:
     """One metrics.csv row, without the timings: losses, train accuracy, and the val metrics in original units."""
     row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss}
@@ -235,14 +235,15 @@ def _metrics_row(exp: Experiment, val_output: torch.Tensor, *, epoch: int, lr: f
     return row
 
 
-def _diverged(train_loss: float, val_loss: float, *, epoch: int, last_good: int) -> Stop:
+def diverged(train_loss: float, val_loss: float, *, epoch: int, last_good: int) -> Stop:
+    """The stop of a run whose loss became NaN or infinite at `epoch`; `last_good` is its last finished epoch."""
     which, value = ("train", train_loss) if not math.isfinite(train_loss) else ("val", val_loss)
     kept = f"last.pth holds epoch {last_good}" if last_good else "no epoch finished, so no checkpoint was written"
     return Stop("non_finite_loss", f"{which} loss became {value} at epoch {epoch}, so training stopped; {kept} "
                                    f"(lower optimizer.lr, or check the data for extreme values)")
 
 
-def _early_stop(state: LoopState, monitored: float, stopping: EarlyStopping) -> Stop | None:
+def early_stop(state: LoopState, monitored: float, stopping: EarlyStopping) -> Stop | None:
     """Why to stop now: `stop_at` is reached, or patience has run out; else None."""
     if stopping.stop_at is not None and _reached(monitored, stopping.stop_at, stopping.mode):
         sign = "<=" if stopping.mode == "min" else ">="
@@ -317,7 +318,8 @@ def _summary(exp: Experiment, run: Run, state: LoopState, *, stop: Stop, test: d
     }
 
 
-def _epoch_line(row: dict[str, float], epochs: int, task: str) -> str:
+def epoch_line(row: dict[str, float], epochs: int, task: str) -> str:
+    """An epoch's line in train.log: `epoch  3/20  lr 0.001  train_loss ...  0.05s`."""
     width = len(str(epochs))
     parts = [f"epoch {row['epoch']:>{width}}/{epochs}", f"lr {format_number(row['lr'], digits=3)}"]
     parts += [f"{name} {format_number(row[name])}" for name in ("train_loss", "val_loss", *EPOCH_METRICS[task])
@@ -330,7 +332,7 @@ def _reached(value: float, threshold: float, mode: str) -> bool:
     return value <= threshold if mode == "min" else value >= threshold
 
 
-class _InterruptGuard:
+class InterruptGuard:
     """Ctrl-C and SIGTERM raise Interrupted at once, except inside `deferred()`, where they wait for its end."""
 
     def __init__(self):
@@ -338,7 +340,7 @@ class _InterruptGuard:
         self.pending = False
         self.previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _InterruptGuard:
+    def __enter__(self) -> Self:
         try:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self.previous[signum] = signal.signal(signum, self._handle)
