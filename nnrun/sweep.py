@@ -33,7 +33,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from nnrun.commands import draw, train_run
+from nnrun.commands import train_run
 from nnrun.config import (
     SWEEP_KEY,
     Config,
@@ -54,6 +54,7 @@ from nnrun.search_space import (
     parse_assignments,
     parse_block_params,
 )
+from nnrun.session import draw, quiet_log
 from nnrun.threads import available_cores
 
 SAMPLERS = ("grid", "random", "tpe")
@@ -475,6 +476,9 @@ def _run_in_process(sweep: Sweep, todo: list[dict[str, Any] | None]) -> None:
             outcome = _outcome(sweep.study.trials[trial.number])  # as recorded, with its duration
         _say_outcome(sweep, trial, outcome, index=index, total=len(todo))
         if outcome.status == "interrupted":
+            for left in todo[index:]:
+                if _asked(left):  # asked for a batch that could not train together, never started
+                    _tell(sweep.study, left, Outcome("interrupted", "never started"))
             _stop(sweep)
 
 
@@ -492,15 +496,27 @@ def _train_together(sweep: Sweep, todo: list[dict[str, Any] | None]) -> list:
         train_together,
     )
 
-    trials, configs = [], []
-    for index, values in enumerate(todo, 1):
+    if all(values is not None for values in todo):  # a grid's values are known: ask no trial before it is clear
+        probes = []
+        for number, values in enumerate(todo):
+            try:
+                probes.append(validate(sweep.trial_raw(values, Unit(), name=sweep.run_name(number, Unit())),
+                                       config_dir=sweep.config_dir))
+            except UserError:
+                pass  # that trial fails on its own, whichever way the others train
+        if problem := stack_problem(probes):
+            sweep.log.print(f"[yellow]note[/]   trials train one after another: {problem}")
+            return todo
+    trials, configs, said = [], [], 0
+    for values in todo:
         trial = _ask(sweep, values)
         try:
             configs.append(_config(sweep, trial, Unit()))
             trials.append(trial)
         except UserError as exc:
             _tell(sweep.study, trial, outcome := Outcome("failed", _failure(sweep, trial, exc)))
-            _say_outcome(sweep, trial, outcome, index=index, total=len(todo))
+            said += 1
+            _say_outcome(sweep, trial, outcome, index=said, total=len(todo))
     if problem := stack_problem(configs):
         sweep.log.print(f"[yellow]note[/]   trials train one after another: {problem}")
         return trials
@@ -508,8 +524,7 @@ def _train_together(sweep: Sweep, todo: list[dict[str, Any] | None]) -> list:
     started = time.perf_counter()
     try:
         runs = [Run.create_at(sweep.folder / trial.user_attrs["folder"]) for trial in trials]
-        results = train_together(configs, runs, data_dir=sweep.data_dir,
-                                 log=lambda run: RunLog(run.log_path, echo=False))
+        results = train_together(configs, runs, data_dir=sweep.data_dir, log=quiet_log)
     except (Interrupted, KeyboardInterrupt):
         for trial in trials:
             _tell(sweep.study, trial, Outcome("interrupted", "interrupted"))
@@ -517,7 +532,7 @@ def _train_together(sweep: Sweep, todo: list[dict[str, Any] | None]) -> list:
     except Exception as exc:  # noqa: BLE001 - a problem that every trial has (the data) fails each of them
         results = [exc] * len(trials)
     seconds = (time.perf_counter() - started) / max(1, len(trials))  # one shared run: its time, shared out
-    for index, (trial, result) in enumerate(zip(trials, results), len(todo) - len(trials) + 1):
+    for index, (trial, result) in enumerate(zip(trials, results), said + 1):
         if isinstance(result, Exception):
             outcome = Outcome("failed", _failure(sweep, trial, result), seconds=seconds)
         else:

@@ -105,7 +105,7 @@ def test_a_tpe_sweep_with_pruning_prunes_trials_that_fall_behind(cli, write_conf
     # lr spans 1e-5 (learns nothing in 10 epochs) to 1 (learns iris in a few): trials behind the median exist
     config = write_config(epochs=10, threads=1)
     result = cli("sweep", config, "optimizer.lr=loguniform(1e-5,1)", "batch_size=int(8,64)", "--trials", "8",
-                 "--prune", "--runs-dir", tmp_path / "runs")
+                 "--prune", "--vectorize", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
     folder = sweep_dir(tmp_path / "runs")
     loaded = study(folder)
@@ -117,6 +117,8 @@ def test_a_tpe_sweep_with_pruning_prunes_trials_that_fall_behind(cli, write_conf
     assert summary["stop_reason"] == "pruned" and summary["epochs_run"] < 10
     assert all(isinstance(t.params["batch_size"], int) and 8 <= t.params["batch_size"] <= 64 for t in loaded.trials)
     assert "TPE" in result.stdout and "pruned at epoch" in result.stdout
+    # --vectorize cannot stack pruned trials: one line says so, and they train one after another
+    assert "trials train one after another: --prune stops each trial on its own curve" in result.stdout
 
 
 def test_folds_partition_train_and_val_and_never_show_the_test_split(cli, write_config, tmp_path):
@@ -154,7 +156,8 @@ def test_folds_partition_train_and_val_and_never_show_the_test_split(cli, write_
 
 
 def test_a_failing_trial_is_recorded_and_the_others_complete(cli, write_config, tmp_path):
-    result = cli("sweep", write_config(threads=1), "optimizer.lr=-1,1e6,0.1", "--runs-dir", tmp_path / "runs")
+    result = cli("sweep", write_config(threads=1), "optimizer.lr=-1,1e6,0.1", "--no-vectorize",
+                 "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
     rows = {r["optimizer.lr"]: r for r in results(sweep_dir(tmp_path / "runs"))}
     assert rows["0.1"]["status"] == "complete" and rows["0.1"]["chosen"] == "true"
@@ -163,10 +166,23 @@ def test_a_failing_trial_is_recorded_and_the_others_complete(cli, write_config, 
     assert "\n" not in rows["1e6"]["message"] and "Traceback" not in result.output
 
 
+def test_a_grid_of_learning_rates_trains_together_and_each_trial_keeps_its_run_folder(cli, write_config, tmp_path):
+    pytest.importorskip("nnrun.vectorized")
+    result = cli("sweep", write_config(threads=1), "optimizer.lr=0.05,0.1", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    assert "2 trials train together as one stacked model" in result.stdout  # automatic: a grid that can stack
+    folder = sweep_dir(tmp_path / "runs")
+    rows = results(folder)
+    assert [r["status"] for r in rows] == ["complete", "complete"] and not (folder / "latest").exists()
+    for row in rows:
+        summary = json.loads((folder / row["folder"] / "summary.json").read_text())
+        assert summary["best_value"] == pytest.approx(float(row["val_loss"])) and summary["epochs_run"] == 3
+
+
 def test_resume_after_ctrl_c_runs_only_the_missing_trials(cli, write_config, tmp_path):
     # the second trial trains long enough to be interrupted; the first finishes at once
     config = write_config(threads=1)
-    command = [sys.executable, "-m", "nnrun", "sweep", str(config), "optimizer.lr=0.05,0.1", "epochs=3,80",
+    command = [sys.executable, "-m", "nnrun", "sweep", str(config), "optimizer.lr=0.05,0.1", "epochs=3,40",
                "--runs-dir", str(tmp_path / "runs")]
     process = subprocess.Popen(command, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -191,7 +207,7 @@ def test_resume_after_ctrl_c_runs_only_the_missing_trials(cli, write_config, tmp
     assert after[0].datetime_complete == before[0].datetime_complete  # the finished trial was kept, not rerun
     complete = [t for t in after if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted((t.params["optimizer.lr"], t.params["epochs"]) for t in complete) == [
-        (0.05, 3), (0.05, 80), (0.1, 3), (0.1, 80)]
+        (0.05, 3), (0.05, 40), (0.1, 3), (0.1, 40)]
     assert not (folder / before[1].user_attrs["folder"]).exists()  # the interrupted run's folder made way
     assert len(results(folder)) == 4 and len(run_dirs(folder)) == 4
 
