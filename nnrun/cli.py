@@ -98,9 +98,9 @@ def train(
 @app.command()
 def sweep(
     config: Annotated[str | None, typer.Argument(
-        help="The experiment's YAML file (left out with --resume).", show_default=False)] = None,
+        metavar="CONFIG", help="The experiment's YAML file (left out with --resume).", show_default=False)] = None,
     specs: Annotated[list[str] | None, typer.Argument(
-        metavar="[KEY=SPEC]...",
+        metavar="KEY=SPEC",
         help="What to try: a list (optimizer.lr=0.001,0.01,0.1; model.hidden=[8],[32],[64,32]) or a distribution "
              "(loguniform(1e-4,1e-1), uniform(0,0.5), int(16,256), choice(adam,sgd)); one value (epochs=30) is a "
              "fixed override for every trial.", show_default=False)] = None,
