@@ -96,6 +96,53 @@ def train(
 
 
 @app.command()
+def sweep(
+    config: Annotated[str | None, typer.Argument(
+        metavar="CONFIG", help="The experiment's YAML file (left out with --resume).", show_default=False)] = None,
+    specs: Annotated[list[str] | None, typer.Argument(
+        metavar="KEY=SPEC",
+        help="What to try: a list (optimizer.lr=0.001,0.01,0.1; model.hidden=[8],[32],[64,32]) or a distribution "
+             "(loguniform(1e-4,1e-1), uniform(0,0.5), int(16,256), choice(adam,sgd)); one value (epochs=30) is a "
+             "fixed override for every trial.", show_default=False)] = None,
+    trials: Annotated[int | None, typer.Option(
+        "--trials", help="How many trials: random and tpe 20 by default; grid: every combination, at most this many.",
+        show_default=False)] = None,
+    sampler: Annotated[str | None, typer.Option(
+        "--sampler", help="grid, random or tpe (default: grid when every spec is a list, else tpe).",
+        show_default=False)] = None,
+    prune: Annotated[bool | None, typer.Option(
+        "--prune/--no-prune", help="Stop trials whose monitored value falls behind the median (Optuna's MedianPruner).",
+        show_default=False)] = None,
+    parallel: Annotated[int | None, typer.Option(
+        "--parallel", help="Trials trained at once, each in its own process with cores / K threads.",
+        show_default=False)] = None,
+    folds: Annotated[int | None, typer.Option(
+        "--folds", help="Score each trial by K-fold cross-validation of train + val; test is held out until the "
+                        "best trial is chosen.", show_default=False)] = None,
+    repeats: Annotated[int | None, typer.Option(
+        "--repeats", help="Train each trial with R seeds and score it by their mean.", show_default=False)] = None,
+    vectorize: Annotated[bool | None, typer.Option(
+        "--vectorize/--no-vectorize", help="Train a batch of trials together as one stacked model (automatic for "
+                                           "grids where it applies).", show_default=False)] = None,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", help="Continue a sweep: its folder. Finished trials are kept; an interrupted one runs again.",
+        show_default=False)] = None,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where the sweep's folder is created.")] = Path("runs"),
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Try values of a config's settings (Optuna); score each trial on validation; test the best. One folder."""
+    with _exit_codes():
+        from nnrun.sweep import (
+            run_sweep,  # Optuna loads with the command, never at start-up
+        )
+
+        given = {"trials": trials, "sampler": sampler, "prune": prune, "parallel": parallel, "folds": folds,
+                 "repeats": repeats, "vectorize": vectorize}
+        run_sweep(Path(config) if config else None, specs or [], given=given, runs_dir=runs_dir, data_dir=data_dir,
+                  resume=resume)
+
+
+@app.command()
 def check(config: ConfigPath, overrides: Overrides = None, data_dir: DataDirOption = Path("data"),
           device: DeviceOption = None) -> None:
     """Validate a config, build data and model, run one batch forward and backward. Writes nothing."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from nnrun.checkpoints import load_checkpoint
 from nnrun.config import (
     DATA_KEYS,
     REGISTRIES,
+    SWEEP_KEY,
     Config,
     apply_overrides,
     check_loggers_installed,
@@ -25,21 +27,19 @@ from nnrun.config import (
     validate,
 )
 from nnrun.console import (
-    RunLog,
     comparison_table,
     confusion_table,
     console,
-    format_duration,
     format_number,
     metrics_table,
     model_table,
     per_class_table,
 )
-from nnrun.errors import Interrupted, UserError, unknown_name, write_problem
+from nnrun.errors import UserError, unknown_name
 from nnrun.experiment import Experiment, build_experiment
-from nnrun.loggers import Loggers
 from nnrun.models import OUTPUT_ACTIVATIONS, summarize
-from nnrun.runs import STATUSES, Run, check_runs_dir, mark_latest, read_run
+from nnrun.runs import Run, check_runs_dir, read_run
+from nnrun.session import close_session, open_session, quiet_log, run_log
 from nnrun.training import fit
 from nnrun.training_state import check_resumable, check_resume_overrides
 
@@ -55,8 +55,11 @@ def load_config(path: Path, overrides: list[str], *, name: str | None = None, de
     """Read the YAML, apply key=value overrides (then --name and --device), and validate it all."""
     extra = [f"name={name}"] if name else []
     extra += [f"device={device}"] if device else []
-    raw = apply_overrides(load_yaml(path), [*overrides, *extra])
-    return validate(raw, source=Path(path))
+    raw = load_yaml(path)
+    if SWEEP_KEY in raw:
+        console.print(f"[yellow]note[/] {path} has a sweep: block, which only nnrun sweep reads; this runs the config "
+                      f"once, as written", soft_wrap=True)
+    return validate(apply_overrides(raw, [*overrides, *extra]), source=Path(path))
 
 
 def train(config_path: Path, overrides: list[str], *, runs_dir: Path, data_dir: Path = Path("data"),
@@ -67,7 +70,7 @@ def train(config_path: Path, overrides: list[str], *, runs_dir: Path, data_dir: 
     check_runs_dir(runs_dir)
     exp = build_experiment(cfg, data_dir=data_dir)  # every config and data problem surfaces here, before a run folder
     run = Run.create(runs_dir, cfg.name)
-    return _train(exp, run)
+    return train_run(exp, run)
 
 
 def resume(target: Path, overrides: list[str], *, runs_dir: Path, data_dir: Path = Path("data"),
@@ -98,75 +101,19 @@ def resume(target: Path, overrides: list[str], *, runs_dir: Path, data_dir: Path
     else:
         run = Run.create(runs_dir, cfg.name)
         console.print(f"[yellow]note[/] '{path}' is not inside a run folder: continuing in {run.root}")
-    return _train(exp, run, resume=checkpoint)
+    return train_run(exp, run, resume=checkpoint)
 
 
-def _train(exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None) -> dict[str, Any]:
-    try:
-        run.config_path.write_text(exp.config.to_yaml(), encoding="utf-8")
-        log = RunLog(run.log_path, quiet_console=console.is_terminal)
-    except OSError as exc:
-        raise write_problem(exc, then="start the run again") or exc from None
-    try:
-        try:
-            _print_header(exp, run, log)
-            if resume:
-                log.print(f"resuming after epoch {resume['epoch']} of {exp.config.epochs}")
-            loggers = Loggers(run, exp.config, history=resume["metrics"] if resume else [], say=log.print)
-            if not resume:
-                mark_latest(run)
-        except KeyboardInterrupt:
-            if not resume:  # a new folder with nothing in it yet but the config: leave no trace
-                log.close()
-                shutil.rmtree(run.root, ignore_errors=True)
-            raise
-        status = "failed"  # what the loggers are told, unless the run gets further
-        try:
-            summary = _fit_and_draw(exp, run, log, resume=resume, loggers=loggers)
-            status = STATUSES[summary["stop_reason"]]
-        except (Interrupted, KeyboardInterrupt):
-            status = "interrupted"
-            raise
-        finally:
-            logged = loggers.finish(run, status)
-        _print_result(summary, log)
-        if not logged:
-            raise Interrupted(f"interrupted while logging; the run finished and its folder is complete: {run.root}")
-    finally:
-        try:
-            log.close()
-        except OSError:
-            pass  # train.log could not be flushed (the disk is full); the error above says what to do
-    if summary["stop_reason"] == "non_finite_loss":
-        raise UserError(summary["stop_detail"])
-    return summary
+def train_run(exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None, echo: bool = True,
+              plots: bool = True, prune: Callable[[dict[str, float]], str | None] | None = None) -> dict[str, Any]:
+    """Train into a run folder: config.yaml, train.log, checkpoints, metrics, summary, plots and report.
 
-
-def _fit_and_draw(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None,
-                  loggers: Loggers) -> dict[str, Any]:
-    """Train, then draw the plots and report; every way this can stop becomes one line for the user."""
-    try:
-        summary = fit(exp, run, log, resume=resume, loggers=loggers)
-    except Interrupted as exc:
-        draw(run.root)
-        message = (f"{exc}; checkpoints, metrics.csv and plots are saved in {run.root} "
-                   f"(continue with: nnrun train --resume {run.root})")
-        log.print(f"interrupted: {message}", console_too=False)
-        raise Interrupted(message) from None
-    except OSError as exc:  # a full disk or a folder gone read-only: the checkpoints before it stay good
-        raise write_problem(exc, then=run.resume_hint()) or exc from None
-    try:
-        for note in draw(run.root):
-            log.print(f"[yellow]note[/]   {note}")
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted while drawing the plots; training finished and its results are saved in "
-                          f"{run.root} (redraw the plots with: nnrun plot {run.root})") from None
-    except OSError as exc:
-        then = f"redraw them with: nnrun plot {run.root}"
-        problem = write_problem(exc, then=then)
-        raise UserError(f"training finished ({summary['stop_reason']}) and its results are saved, but the plots "
-                        f"and report could not be written: {problem.problems[0]}" if problem else exc) from None
-    return summary
+    A sweep's trial gives `echo=False` (train.log only, `latest` left alone), `plots=False` (`nnrun plot RUN` draws
+    them later) and `prune`, its pruner, asked after every epoch (see `fit`). A NaN or inf loss is a UserError.
+    """
+    session = open_session(exp, run, resume=resume, open_log=run_log if echo else quiet_log, latest=echo)
+    return close_session(session, lambda: fit(exp, run, session.log, resume=resume, loggers=session.loggers,
+                                              prune=prune), plots=plots)
 
 
 def evaluate(checkpoint: Path, *, split: str = "test", data: Path | None = None, data_dir: Path = Path("data"),
@@ -279,20 +226,6 @@ def plot(run_dirs: list[Path], *, out: Path | None = None, metrics: list[str] | 
     return written
 
 
-def draw(run_dir: Path) -> list[str]:
-    """The end of every training run: plots and report.html from the run's files; returns notes."""
-    from nnrun.plots import (
-        plot_run,  # matplotlib loads here, at the end of a run, not at start-up
-    )
-    from nnrun.report import write_report
-
-    run = read_run(run_dir)
-    written, notes = plot_run(run)
-    if written:
-        write_report(run, written)
-    return notes
-
-
 def _stem(path: Path) -> str:
     name = path.name
     for suffix in (".csv.gz", ".csv", ".zip"):
@@ -350,33 +283,3 @@ def _data_table(exp: Experiment) -> Table:
     for split_name, split in data.splits.items():
         table.add_row(split_name, str(len(split)), str(split.shape), str(tuple(split.y.shape)))
     return table
-
-
-def _print_header(exp: Experiment, run: Run, log: RunLog) -> None:
-    data, cfg = exp.data, exp.config
-    rows = " / ".join(f"{name} {len(split)}" for name, split in data.splits.items())
-    target = f"{len(data.class_names)} classes" if data.class_names else f"{data.n_targets} target(s)"
-    params = sum(p.numel() for p in exp.model.parameters())
-    log.print(f"[bold]nnrun train[/] {cfg.name} -> {run.root}")
-    inputs = ("x".join(str(d) for d in data.in_shape) + " images") if data.input_stats else \
-        f"{len(data.feature_names)} features"
-    log.print(f"data   {cfg.data.type}: {data.task}, {target}, {inputs}; rows {rows}")
-    for note in data.notes:
-        log.print(f"[yellow]note[/]   {note}")
-    log.print(f"model  {cfg.model.type}: {params:,} parameters; loss {cfg.loss.type}; "
-              f"optimizer {cfg.optimizer.type}; device {exp.device}")
-    for note in exp.notes:
-        log.print(f"[yellow]note[/]   {note}")
-
-
-def _print_result(summary: dict[str, Any], log: RunLog) -> None:
-    failed = summary["stop_reason"] == "non_finite_loss"  # the CLI shows it as the error line
-    style = "red" if failed else "green"
-    log.print(f"[{style}]{summary['stop_reason']}[/]: {summary['stop_detail']}", console_too=not failed)
-    if summary["best_epoch"]:
-        log.print(f"best epoch {summary['best_epoch']} ({summary['monitor']} {format_number(summary['best_value'])})")
-    if summary["test"]:
-        log.print(metrics_table(f"test ({summary['rows']['test']} rows)", summary["test"]))
-    report = Path(summary["run_dir"]) / "report.html"
-    log.print(f"done in {format_duration(summary['seconds']['total'])}; run folder {summary['run_dir']}" +
-              (f"; open {report} for the plots and the summary" if report.is_file() else ""))

@@ -43,7 +43,9 @@ _Loader.add_implicit_resolver(
 # The registries a config names components from, by kind (`nnrun list KIND`).
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in (DATASETS, MODELS, LOSSES, OPTIMIZERS, SCHEDULERS)}
 TOP_LEVEL_KEYS = ["name", "seed", "device", "threads", "compile", "precision", "epochs", "batch_size", "data", "model",
-                  "loss", "optimizer", "scheduler", "early_stopping", "test", "loggers"]
+                  "loss", "optimizer", "scheduler", "early_stopping", "test", "loggers", "sweep"]
+# `sweep:` is `nnrun sweep`'s search space and settings (nnrun.search_space reads it); every other command ignores it.
+SWEEP_KEY = "sweep"
 # What `loggers:` may name: the package each needs, and the extra that installs it.
 LOGGER_PACKAGES = {"tensorboard": ("tensorboard", "nnrun[tensorboard]"), "mlflow": ("mlflow", "nnrun[mlflow]")}
 REQUIRED_KEYS = ["data", "model", "loss", "optimizer", "epochs"]
@@ -335,11 +337,18 @@ def _loggers(node: Any, problems: list[str]) -> tuple[str, ...]:
 def check_loggers_installed(cfg: Config) -> None:
     """Before training: each logger's package is there. Not part of `validate`, so that a checkpoint trained with
     a logger still evaluates, predicts and exports on a machine without it."""
-    missing = [name for name in cfg.loggers if importlib.util.find_spec(LOGGER_PACKAGES[name][0]) is None]
-    if missing:
-        raise UserError(*(f"logger '{name}' needs the {LOGGER_PACKAGES[name][0]} package, which is not installed "
-                          f"(pip install \"{LOGGER_PACKAGES[name][1]}\", or leave it out of loggers)"
-                          for name in missing))
+    problems = [missing_package(f"logger '{name}'", *LOGGER_PACKAGES[name], otherwise="leave it out of loggers")
+                for name in cfg.loggers]
+    if any(problems):
+        raise UserError(*filter(None, problems))
+
+
+def missing_package(who: str, package: str, extra: str, *, otherwise: str = "") -> str | None:
+    """`<who> needs the <package> package, which is not installed (pip install "<extra>")`, or None when it is."""
+    if importlib.util.find_spec(package) is not None:
+        return None
+    return (f"{who} needs the {package} package, which is not installed (pip install \"{extra}\""
+            f"{', or ' + otherwise if otherwise else ''})")
 
 
 def task_problems(loss: str, task: str, what: str) -> list[str]:

@@ -15,7 +15,7 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
-def format_number(value: float | int | None, *, digits: int = 4, step: float | None = None) -> str:
+def format_number(value: float | None, *, digits: int = 4, step: float | None = None) -> str:
     """The one number format of tables, logs, plots and the report: `digits` significant digits with thousands
     separators (122,300; 83,379; 0.9825; 0.00003162), never scientific notation beside plain decimals.
 
@@ -80,8 +80,9 @@ class RunLog:
     do not spend more time printing than training; a live progress bar replaces them on a terminal.
     """
 
-    def __init__(self, path: Path | None = None, *, quiet_console: bool = False):
+    def __init__(self, path: Path | None = None, *, quiet_console: bool = False, echo: bool = True):
         self.quiet_console = quiet_console  # a live progress bar shows epochs instead of one line each
+        self.echo = echo  # False: train.log only (a sweep's trials, which the sweep reports in one line each)
         self._file = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115 - closed in close()
         self._log = Console(file=self._file, width=120, highlight=False, color_system=None) if path else None
         self._shown_at = -math.inf  # when the console last showed an epoch line
@@ -90,7 +91,7 @@ class RunLog:
     def print(self, renderable: RenderableType = "", *, console_too: bool = True) -> None:
         """Show a line (rich markup allowed) or a table, and record it in train.log."""
         self._release()
-        if console_too:
+        if console_too and self.echo:
             console.print(renderable, soft_wrap=isinstance(renderable, str))
         if self._log:
             self._log.print(renderable, soft_wrap=isinstance(renderable, str))
@@ -101,7 +102,7 @@ class RunLog:
         if self._file:
             self._file.write(text + "\n")
             self._file.flush()
-        if self.quiet_console:
+        if self.quiet_console or not self.echo:
             return
         self._held = text
         if time.monotonic() - self._shown_at >= 1 / EPOCH_LINES_PER_SECOND:
@@ -177,7 +178,8 @@ def runs_table(records: list) -> Table:
     for column in ("name", "started", "status", "epochs", "best", val_header, test_header, "time", "folder"):
         table.add_column(column, justify="left" if column in ("name", "started", "status", "folder") else "right",
                          no_wrap=column != "folder", overflow="fold")
-    colours = {"completed": "green", "early-stopped": "green", "interrupted": "yellow", "failed": "red"}
+    colours = {"completed": "green", "early-stopped": "green", "interrupted": "yellow", "pruned": "yellow",
+               "failed": "red"}
     for r in records:
         epochs = f"{r.epochs_run}/{r.epochs}" if r.epochs_run is not None else "-"
         val = format_number(r.best_value) if r.best_value is not None else "-"  # ... else each value names its own

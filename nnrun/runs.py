@@ -29,26 +29,23 @@ class Run:
     @classmethod
     def create(cls, runs_dir: Path, name: str) -> Run:
         """Make a new, never reused folder: a second run in the same second gets a `-2` suffix."""
-        runs_dir = Path(runs_dir)
         check_runs_dir(runs_dir)
+        root = new_folder(runs_dir, name)
         try:
-            runs_dir.mkdir(parents=True, exist_ok=True)
+            (root / "checkpoints").mkdir()
+        except OSError as exc:
+            root.rmdir()
+            raise write_problem(exc) or exc from None
+        return cls(root)
+
+    @classmethod
+    def create_at(cls, root: Path) -> Run:
+        """A new run folder at exactly this path, which must not exist yet (a sweep names its trials' folders)."""
+        try:
+            (Path(root) / "checkpoints").mkdir(parents=True)
         except OSError as exc:
             raise write_problem(exc) or exc from None
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        for attempt in range(1, 1000):
-            root = runs_dir / (f"{name}-{stamp}" if attempt == 1 else f"{name}-{stamp}-{attempt}")
-            try:
-                root.mkdir()  # atomic: two processes can't both create the same folder
-            except FileExistsError:
-                continue
-            try:
-                (root / "checkpoints").mkdir()
-            except OSError as exc:
-                root.rmdir()
-                raise write_problem(exc) or exc from None
-            return cls(root)
-        raise RuntimeError(f"could not create a new run folder in {runs_dir}")
+        return cls(root)
 
     def remove_stale_temp_files(self) -> list[Path]:
         """Temp files a killed writer left (a SIGKILL mid-save cannot clean up); the checkpoints beside them are whole."""
@@ -109,19 +106,25 @@ def create_comparison_dir(run_dirs: list[Path], names: list[str]) -> Path:
     """
     parent = Path(run_dirs[0]).absolute().parent.parent / "comparisons"
     shown = "-vs-".join(names[:3]) + (f"-and-{len(names) - 3}-more" if len(names) > 3 else "")
-    stem = f"{shown[:80]}-{datetime.now():%Y%m%d-%H%M%S}"
+    return new_folder(parent, shown[:80])
+
+
+def new_folder(parent: Path, stem: str) -> Path:
+    """Make `<parent>/<stem>-<YYYYmmdd-HHMMSS>/`, never reused: another one in the same second gets a `-2` suffix."""
+    parent = Path(parent)
+    stem = f"{stem}-{datetime.now():%Y%m%d-%H%M%S}"
     try:
         parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, 1000):
             folder = parent / (stem if attempt == 1 else f"{stem}-{attempt}")
             try:
-                folder.mkdir()
+                folder.mkdir()  # atomic: two processes can't both create the same folder
             except FileExistsError:
                 continue
             return folder
     except OSError as exc:
         raise write_problem(exc) or exc from None
-    raise RuntimeError(f"could not create a new comparison folder in {parent}")
+    raise RuntimeError(f"could not create a new folder in {parent}")
 
 
 def check_runs_dir(runs_dir: Path) -> None:
@@ -164,7 +167,7 @@ class MetricsWriter:
         self._file.close()
 
 
-def _cell(value: float | int | None) -> str:
+def _cell(value: float | None) -> str:
     if value is None:
         return ""
     if isinstance(value, float) and math.isfinite(value):
@@ -264,7 +267,7 @@ def read_metrics(path: Path) -> tuple[dict[str, list[float]], list[str]]:
 # --- the list of past runs: `nnrun runs` ------------------------------------------------------------------------
 
 STATUSES = {"completed": "completed", "early_stopping": "early-stopped", "stop_at": "early-stopped",
-            "interrupted": "interrupted", "non_finite_loss": "failed"}
+            "interrupted": "interrupted", "non_finite_loss": "failed", "pruned": "pruned"}
 # --sort KEY besides a test metric's name (cli.py's --sort help says what each means); each sorts best first.
 SORT_KEYS = ("started", "name", "status", "epochs", "duration", "val", "test")
 
@@ -345,11 +348,16 @@ def sort_runs(records: list[RunRecord], key: str) -> list[RunRecord]:
 
 def mark_latest(run: Run) -> None:
     """Point `<runs-dir>/latest` at this run, atomically; where links are not allowed, there is no link."""
-    link = run.root.parent / "latest"
-    temp = run.root.parent / f".latest-{os.getpid()}.tmp"
+    point_link(run.root.parent / "latest", run.root)
+
+
+def point_link(link: Path, target: Path) -> None:
+    """Point `link` at `target`, a folder beside it, atomically; where links are not allowed, there is no link."""
+    link, target = Path(link), Path(target)
+    temp = link.parent / f".{link.name}-{os.getpid()}.tmp"
     try:
         temp.unlink(missing_ok=True)
-        temp.symlink_to(run.root.name, target_is_directory=True)
+        temp.symlink_to(target.name, target_is_directory=True)
         if link.exists() and not link.is_symlink():
             temp.unlink()  # a real folder called `latest` is the user's: leave it
             return

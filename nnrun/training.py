@@ -10,7 +10,9 @@ import json
 import math
 import signal
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Self
 
 import torch
@@ -36,6 +38,7 @@ from nnrun.speed import CompileClock, Steps, is_compile_failure
 from nnrun.threads import ThreadPolicy
 from nnrun.training_state import (
     LoopState,
+    StateDict,
     best_checkpoint,
     last_checkpoint,
     restore_training_state,
@@ -48,7 +51,7 @@ CHECKPOINT_INTERVAL = 10.0  # seconds between checkpoint writes; a run's end and
 class Stop(NamedTuple):
     """Why training ended: summary.json's `stop_reason` and `stop_detail`."""
 
-    reason: Literal["completed", "early_stopping", "stop_at", "non_finite_loss", "interrupted"]
+    reason: Literal["completed", "early_stopping", "stop_at", "non_finite_loss", "interrupted", "pruned"]
     detail: str
 
 
@@ -111,23 +114,22 @@ def _step(exp: Experiment, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tens
 
 
 def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None = None,
-        loggers: Loggers | None = None) -> dict[str, Any]:
+        loggers: Loggers | None = None, prune: Callable[[dict[str, float]], str | None] | None = None
+        ) -> dict[str, Any]:
     """Train for `epochs`, keeping the best and last checkpoints; returns the summary written to summary.json.
 
-    `resume` is a last.pth checkpoint of this run: training continues exactly where it stopped.
+    `resume` is a last.pth checkpoint of this run: training continues exactly where it stopped. `prune` (a sweep's
+    pruner) sees each epoch's metrics row and returns why to stop now, or None to go on.
     """
     cfg, task, stopping = exp.config, exp.task, exp.config.early_stopping
-    state, best_weights = restore_training_state(exp, resume) if resume else (LoopState(), None)
-    # On resume, metrics.csv is rewritten from the checkpoint, so no epoch is missing or repeated.
-    metrics = MetricsWriter(run.metrics_path, epoch_columns(task.kind, compile=exp.speed.compile),
-                            rows=state.history if resume else None)
+    book = Bookkeeping.start(exp, run, resume=resume, loggers=loggers)
+    state = book.state
     threads = ThreadPolicy(cfg.threads, device=exp.device, say=log.print)
     compiling = CompileClock(exp.speed.compile)
-    saver = _CheckpointSaver(run, state.history)
     stop = Stop("completed", f"ran all {cfg.epochs} epochs")
     started = time.perf_counter() - state.seconds  # a resumed run counts the sessions before it
 
-    with _progress(cfg.epochs, state.epoch, enabled=log.quiet_console) as bar, _InterruptGuard() as guard, compiling:
+    with _progress(cfg.epochs, state.epoch, enabled=log.quiet_console) as bar, InterruptGuard() as guard, compiling:
         try:
             for epoch in range(state.epoch + 1, cfg.epochs + 1):
                 epoch_start = time.perf_counter()
@@ -138,63 +140,105 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
                                                 forward=exp.steps.eval_forward, speed=exp.speed)
                 if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
                     # The weights have diverged: record nothing from this epoch, keep the checkpoints of the last one.
-                    stop = _diverged(train_loss, val_loss, epoch=epoch, last_good=state.epoch)
+                    stop = diverged(train_loss, val_loss, epoch=epoch, last_good=state.epoch)
                     break
-                row = _metrics_row(exp, val_output, epoch=epoch, lr=lr, train_loss=train_loss,
-                                   train_accuracy=train_accuracy, val_loss=val_loss)
+                row = metrics_row(exp, val_output, epoch=epoch, lr=lr, train_loss=train_loss,
+                                  train_accuracy=train_accuracy, val_loss=val_loss)
                 row.update(train_seconds=train_seconds, epoch_seconds=time.perf_counter() - epoch_start)
                 row.update({"compile_seconds": compiling.take()} if exp.speed.compile else {})  # within epoch_seconds
 
                 # An interrupt waits for this block, so metrics.csv, the loop state and last.pth always agree.
                 with guard.deferred():
-                    metrics.write(row)
-                    state.seconds = time.perf_counter() - started
-                    if state.record(row, stopping):
-                        best_weights = snapshot(exp.model.state_dict())
-                    if exp.scheduler is not None and exp.scheduler_interval == "epoch":
-                        step_after_epoch(exp.scheduler, row[stopping.monitor])
-                    # checkpoint after the scheduler step, so that resuming continues with the next epoch's lr
-                    best = best_checkpoint(exp, state, weights=best_weights) if state.best_epoch == epoch else None
-                    saver.update(best=best, last=last_checkpoint(exp, state, best_weights=best_weights))
-                    if loggers is not None:
-                        loggers.epoch(row)  # TensorBoard, MLflow: copies of the metrics.csv row
+                    book.keep(exp, row, seconds=time.perf_counter() - started)
 
-                log.epoch(_epoch_line(row, cfg.epochs, task.kind))
+                log.epoch(epoch_line(row, cfg.epochs, task.kind))
                 bar(epoch, row, task.kind)
-                if early := _early_stop(state, row[stopping.monitor], stopping):
+                if early := early_stop(state, row[stopping.monitor], stopping):
                     stop = early
+                    break
+                if prune is not None and (reason := prune(row)):
+                    stop = Stop("pruned", reason)
                     break
         except (KeyboardInterrupt, Interrupted):
             # A partly trained epoch is dropped: the checkpoints keep the last finished one.
             stop = Stop("interrupted", f"interrupted after epoch {state.epoch}")
         finally:
-            try:
-                saver.flush()  # a full disk can fail this too: the previous checkpoints stay as they were
-            finally:
-                metrics.close()
+            book.close()
 
-    # test the best weights, and keep their predictions for the plots
-    test, notes = None, list(exp.data.notes)
-    if not cfg.test and exp.data.test is not None:
-        # a cross-validation trial must not see the test split: it is tested once, after the choice
-        notes.append(f"test: false, so the {len(exp.data.test)} test rows were not evaluated (test the best "
-                     f"weights with: nnrun eval {run.best_path})")
-        log.print(f"[yellow]note[/]   {notes[-1]}")
-    elif best_weights is not None and stop.reason != "interrupted" and exp.data.test is not None:
-        exp.model.load_state_dict(best_weights)
-        test, output = split_report(exp.model, exp.data.test, loss_fn=exp.loss_fn, task=task, speed=exp.speed)
-        with writing(run.predictions_path):
-            task.predictions(output, exp.data.test.y, exp.data.test.rows).to_csv(run.predictions_path, index=False)
-    summary = _summary(exp, run, state, stop=stop, test=test, notes=notes, threads=threads,
-                       seconds={"total": time.perf_counter() - started, "compile": compiling.total})
-    with writing(run.summary_path):
-        run.summary_path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    summary = finish(exp, run, book, stop=stop, threads=threads, log=log,
+                     seconds={"total": time.perf_counter() - started, "compile": compiling.total})
     if stop.reason == "interrupted":
         raise Interrupted(stop.detail)
     return summary
 
 
-def _metrics_row(exp: Experiment, val_output: torch.Tensor, *, epoch: int, lr: float, train_loss: float,
+@dataclass
+class Bookkeeping:
+    """What a run keeps of its epochs: metrics.csv, the loop state, the best weights and the two checkpoints."""
+
+    state: LoopState
+    best_weights: StateDict | None
+    metrics: MetricsWriter
+    saver: _CheckpointSaver
+    loggers: Loggers | None = None
+
+    @classmethod
+    def start(cls, exp: Experiment, run: Run, *, resume: dict[str, Any] | None = None,
+              loggers: Loggers | None = None) -> Bookkeeping:
+        """A new run's, or, given its last.pth, a resumed run's: the live experiment then continues from it."""
+        state, best_weights = restore_training_state(exp, resume) if resume else (LoopState(), None)
+        # On resume, metrics.csv is rewritten from the checkpoint, so no epoch is missing or repeated.
+        metrics = MetricsWriter(run.metrics_path, epoch_columns(exp.task.kind, compile=exp.speed.compile),
+                                rows=state.history if resume else None)
+        return cls(state, best_weights, metrics, _CheckpointSaver(run, state.history), loggers)
+
+    def keep(self, exp: Experiment, row: dict[str, float], *, seconds: float) -> None:
+        """Keep a finished epoch: its metrics.csv row, the loop state (`seconds` trained so far), the best weights,
+        the scheduler's end-of-epoch step, and the checkpoints."""
+        stopping, state = exp.config.early_stopping, self.state
+        self.metrics.write(row)
+        state.seconds = seconds
+        if state.record(row, stopping):
+            self.best_weights = snapshot(exp.model.state_dict())
+        if exp.scheduler is not None and exp.scheduler_interval == "epoch":
+            step_after_epoch(exp.scheduler, row[stopping.monitor])
+        # checkpoint after the scheduler step, so that resuming continues with the next epoch's lr
+        best = best_checkpoint(exp, state, weights=self.best_weights) if state.best_epoch == state.epoch else None
+        self.saver.update(best=best, last=last_checkpoint(exp, state, best_weights=self.best_weights))
+        if self.loggers is not None:
+            self.loggers.epoch(row)  # TensorBoard, MLflow: copies of the metrics.csv row
+
+    def close(self) -> None:
+        try:
+            self.saver.flush()  # a full disk can fail this too: the previous checkpoints stay as they were
+        finally:
+            self.metrics.close()
+
+
+def finish(exp: Experiment, run: Run, book: Bookkeeping, *, stop: Stop, threads: ThreadPolicy,
+           seconds: dict[str, float], log: RunLog | None = None) -> dict[str, Any]:
+    """The end of training: test the best weights (unless `test: false`), write their predictions, and write
+    summary.json; returns it. `log` is the run's train.log, for the note that the test split was left alone."""
+    test, notes = None, list(exp.data.notes)
+    if not exp.config.test and exp.data.test is not None:
+        # a cross-validation trial must not see the test split: it is tested once, after the choice
+        notes.append(f"test: false, so the {len(exp.data.test)} test rows were not evaluated (test the best "
+                     f"weights with: nnrun eval {run.best_path})")
+        if log is not None:
+            log.print(f"[yellow]note[/]   {notes[-1]}")
+    elif book.best_weights is not None and stop.reason != "interrupted" and exp.data.test is not None:
+        exp.model.load_state_dict(book.best_weights)
+        test, output = split_report(exp.model, exp.data.test, loss_fn=exp.loss_fn, task=exp.task, speed=exp.speed)
+        with writing(run.predictions_path):
+            exp.task.predictions(output, exp.data.test.y, exp.data.test.rows).to_csv(run.predictions_path,
+                                                                                     index=False)
+    summary = _summary(exp, run, book.state, stop=stop, test=test, notes=notes, threads=threads, seconds=seconds)
+    with writing(run.summary_path):
+        run.summary_path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    return summary
+
+
+def metrics_row(exp: Experiment, val_output: torch.Tensor, *, epoch: int, lr: float, train_loss: float,
                  train_accuracy: float | None, val_loss: float) -> dict[str, float]:
     """One metrics.csv row, without the timings: losses, train accuracy, and the val metrics in original units."""
     row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss}
@@ -204,14 +248,15 @@ def _metrics_row(exp: Experiment, val_output: torch.Tensor, *, epoch: int, lr: f
     return row
 
 
-def _diverged(train_loss: float, val_loss: float, *, epoch: int, last_good: int) -> Stop:
+def diverged(train_loss: float, val_loss: float, *, epoch: int, last_good: int) -> Stop:
+    """The stop of a run whose loss became NaN or infinite at `epoch`; `last_good` is its last finished epoch."""
     which, value = ("train", train_loss) if not math.isfinite(train_loss) else ("val", val_loss)
     kept = f"last.pth holds epoch {last_good}" if last_good else "no epoch finished, so no checkpoint was written"
     return Stop("non_finite_loss", f"{which} loss became {value} at epoch {epoch}, so training stopped; {kept} "
                                    f"(lower optimizer.lr, or check the data for extreme values)")
 
 
-def _early_stop(state: LoopState, monitored: float, stopping: EarlyStopping) -> Stop | None:
+def early_stop(state: LoopState, monitored: float, stopping: EarlyStopping) -> Stop | None:
     """Why to stop now: `stop_at` is reached, or patience has run out; else None."""
     if stopping.stop_at is not None and _reached(monitored, stopping.stop_at, stopping.mode):
         sign = "<=" if stopping.mode == "min" else ">="
@@ -286,7 +331,8 @@ def _summary(exp: Experiment, run: Run, state: LoopState, *, stop: Stop, test: d
     }
 
 
-def _epoch_line(row: dict[str, float], epochs: int, task: str) -> str:
+def epoch_line(row: dict[str, float], epochs: int, task: str) -> str:
+    """An epoch's line in train.log: `epoch  3/20  lr 0.001  train_loss ...  0.05s`."""
     width = len(str(epochs))
     parts = [f"epoch {row['epoch']:>{width}}/{epochs}", f"lr {format_number(row['lr'], digits=3)}"]
     parts += [f"{name} {format_number(row[name])}" for name in ("train_loss", "val_loss", *EPOCH_METRICS[task])
@@ -299,7 +345,7 @@ def _reached(value: float, threshold: float, mode: str) -> bool:
     return value <= threshold if mode == "min" else value >= threshold
 
 
-class _InterruptGuard:
+class InterruptGuard:
     """Ctrl-C and SIGTERM raise Interrupted at once, except inside `deferred()`, where they wait for its end."""
 
     def __init__(self):
