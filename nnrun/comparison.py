@@ -28,15 +28,19 @@ class Comparison:
     modes: dict[str, str]
 
 
-def compare_runs(run_dirs: list[Path], out: Path | None = None, *, metrics: list[str] | None = None) -> Comparison:
-    """One PNG per metric with a line per run, and comparison.csv, in `out` or a new comparisons/ folder."""
+def compare_runs(run_dirs: list[Path], out: Path | None = None, *, metrics: list[str] | None = None,
+                 labels: list[str] | None = None) -> Comparison:
+    """One PNG per metric with a line per run, and comparison.csv, in `out` or a new comparisons/ folder.
+
+    `labels` name the runs in the legends and the CSV (one per run folder); by default their run names."""
     runs = [read_run(d) for d in run_dirs]
+    given = dict(zip(run_dirs, labels)) if labels else {}
     notes = [f"{run.root.name}: {note}" for run in runs for note in run.notes]
     runs_with_epochs = [run for run in runs if run.epochs]
     notes += [f"{run.root.name} has no finished epoch, so it is left out" for run in runs if not run.epochs]
     if not runs_with_epochs:
         raise UserError("none of these runs has a finished epoch to compare (train them first)")
-    labels = run_labels(runs_with_epochs)
+    labels = [given[d] for d, run in zip(run_dirs, runs) if run.epochs] if given else run_labels(runs_with_epochs)
     columns = [c for c in (*MONITORABLE, "lr") if any(c in run.metrics for run in runs_with_epochs)]
     chosen = choose_columns(columns, metrics)  # before any folder is made: a bad --metrics leaves nothing behind
     if out:

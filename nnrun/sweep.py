@@ -894,13 +894,15 @@ def _plots(sweep: Sweep, rows: list[dict[str, Any]]) -> Path | None:
     from nnrun.comparison import compare_runs
 
     first = sweep.units()[0].name
-    folders = [sweep.folder / row["folder"] / first for row in rows
-               if row["folder"] and (sweep.folder / row["folder"] / first / "metrics.csv").is_file()]
-    if len(folders) < 1:
+    drawn = [row for row in rows
+             if row["folder"] and (sweep.folder / row["folder"] / first / "metrics.csv").is_file()]
+    if not drawn:
         return None
     out = sweep.folder / "plots"
     shutil.rmtree(out, ignore_errors=True)  # a resumed sweep draws them again
-    comparison = compare_runs(folders, out)
+    # each line is named after its trial's folder, which says its values: `003_lr=0.01_hidden=32`
+    comparison = compare_runs([sweep.folder / row["folder"] / first for row in drawn], out,
+                              labels=[row["folder"] for row in drawn])
     return comparison.folder
 
 
