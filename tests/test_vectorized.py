@@ -202,21 +202,31 @@ def test_a_stacked_epoch_is_each_trials_epoch(optimizer, model, tmp_path):
     masks are the ones each trial draws alone."""
     settings = [{"lr": 0.01, "weight_decay": 0.0}, {"lr": 0.03, "weight_decay": 0.1}]
     extra = {"momentum": 0.9, "nesterov": True} if optimizer == "sgd" else {}
-    configs = [trial_config(0, model=model, scheduler=None, optimizer={"type": optimizer, **s, **extra})
-               for s in settings]
+    assert_stacked_epochs_match([trial_config(0, model=model, scheduler=None, optimizer={"type": optimizer, **s, **extra})
+                                 for s in settings], tmp_path)
+
+
+def test_a_classifier_with_log_softmax_output_stacks(tmp_path):
+    """NLL: the log-softmax output layer runs on every trial's rows at once, and the loss under vmap."""
+    assert_stacked_epochs_match([trial_config(0, data={"type": "iris"}, loss="nll", scheduler=None,
+                                              optimizer={"type": "adam", "lr": lr}) for lr in (0.01, 0.05)], tmp_path)
+
+
+def assert_stacked_epochs_match(configs, tmp_path, epochs: int = 2) -> None:
+    """Two epochs of _Stack against train_one_epoch on each trial alone: losses, accuracy, weights, optimizer."""
     assert stack_problem(configs) is None
     exps = [build_experiment(cfg, data_dir=tmp_path) for cfg in configs]
     for exp in exps[1:]:
         exp.train_batches = exps[0].train_batches
     stack = _Stack(exps)
-    stacked = [stack.train_one_epoch(threads=ThreadPolicy(1, device=torch.device("cpu"), say=lambda _: None))
-               for _ in range(2)]
+    threads = ThreadPolicy(1, device=torch.device("cpu"), say=lambda _: None)
+    stacked = [stack.train_one_epoch(threads=threads) for _ in range(epochs)]
     for i, cfg in enumerate(configs):
         stack.share_state(i, exps[i])
         alone = build_experiment(cfg, data_dir=tmp_path)
-        for epoch in range(2):
-            loss, _ = train_one_epoch(alone)
-            assert math.isclose(stacked[epoch][0][i], loss, rel_tol=1e-5)
+        for (losses, accuracies), (loss, accuracy) in zip(stacked, [train_one_epoch(alone) for _ in range(epochs)],
+                                                          strict=True):
+            assert math.isclose(losses[i], loss, rel_tol=1e-5) and accuracies[i] == accuracy
         assert_weights_close(exps[i].model.state_dict(), alone.model.state_dict())
         got, want = exps[i].optimizer.state_dict(), alone.optimizer.state_dict()
         for index, state in want["state"].items():
