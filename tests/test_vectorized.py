@@ -231,3 +231,20 @@ def assert_stacked_epochs_match(configs, tmp_path, epochs: int = 2) -> None:
         got, want = exps[i].optimizer.state_dict(), alone.optimizer.state_dict()
         for index, state in want["state"].items():
             assert_weights_close(got["state"][index], state)
+
+
+def test_a_trials_training_does_not_depend_on_the_trials_beside_it(tmp_path):
+    """Bit for bit, even beside a trial whose weights become NaN: nothing crosses from one trial to another."""
+    weights = []
+    for beside in ([0.002, 0.004], [0.05, 1e6]):
+        configs = [trial_config(0, scheduler=None), *(trial_config(0, scheduler=None, optimizer={"lr": lr})
+                                                      for lr in beside)]
+        exps = [build_experiment(cfg, data_dir=tmp_path) for cfg in configs]
+        for exp in exps[1:]:
+            exp.train_batches = exps[0].train_batches
+        stack = _Stack(exps)
+        losses = [stack.train_one_epoch(threads=ThreadPolicy(1, device=torch.device("cpu"), say=lambda _: None))[0]
+                  for _ in range(2)]
+        weights.append(stack.weights[0].detach().clone())
+    assert not all(math.isfinite(loss) for loss in losses[-1])  # the second stack held a diverged trial
+    assert torch.equal(weights[0], weights[1])
