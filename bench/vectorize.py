@@ -11,8 +11,9 @@ after repeat, so that a neighbour's load falls on both alike.
 
 Reported: trials per second each way (median seconds) and their ratio (median of the repeats' ratios), for the
 whole job, and for training alone (summary.json's `seconds.total`: from the first epoch to summary.json, without
-building the experiments or drawing the plots, which cost both ways the same per trial). This is a benchmark, not
-a test: it asserts nothing.
+building the experiments or drawing the plots, which cost both ways the same per trial); and per trial, the largest
+relative difference between the two ways' metrics.csv: batched matmuls round differently, and long training
+amplifies it. This is a benchmark, not a test: it asserts nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from nnrun.commands import load_config
 from nnrun.config import Config
 from nnrun.console import RunLog, console
 from nnrun.experiment import build_experiment
-from nnrun.runs import Run
+from nnrun.runs import Run, read_metrics
 from nnrun.session import close_session, open_session
 from nnrun.training import fit
 from nnrun.vectorized import stack_problem, train_together
@@ -100,6 +101,7 @@ def measure(trials: int = 8, epochs: int | None = None, *, quick: bool = False, 
                 ways = [("sequential", sequential), ("vectorized", vectorized)]
                 for name, way in ways if repeat % 2 == 0 else ways[::-1]:
                     times[name].append(way(configs, folder / f"{name}-{repeat}"))
+            differences = agreement(folder / "sequential-0", folder / "vectorized-0")
         finally:
             console.quiet = quiet
 
@@ -113,8 +115,23 @@ def measure(trials: int = 8, epochs: int | None = None, *, quick: bool = False, 
         result[f"{label}_ratios"] = [s[key] / v[key] for s, v in zip(times["sequential"], times["vectorized"],
                                                                       strict=True)]
         result[f"{label}_ratio"] = statistics.median(result[f"{label}_ratios"])
+    result["max_relative_difference"] = differences
     result["seconds"] = times
     return result
+
+
+def agreement(sequential_dir: Path, vectorized_dir: Path) -> dict[str, float]:
+    """Per trial, the largest relative difference between the two ways' metrics.csv (timings left out)."""
+    def folders(runs_dir: Path) -> list[Path]:
+        return sorted(path for path in runs_dir.iterdir() if path.is_dir() and not path.is_symlink())
+
+    found = {}
+    for one, other in zip(folders(sequential_dir), folders(vectorized_dir), strict=True):
+        rows, others = (read_metrics(folder / "metrics.csv")[0] for folder in (one, other))
+        found[one.name.split("-")[0]] = max(
+            abs(a - b) / max(abs(a), 1e-8) for column, values in rows.items() if not column.endswith("seconds")
+            for a, b in zip(values, others[column], strict=True))
+    return found
 
 
 def main() -> None:
@@ -136,6 +153,8 @@ def main() -> None:
         spread = ", ".join(f"{r:.2f}" for r in result[f"{label}_ratios"])
         print(f"{label:>8}: sequential {rates['sequential']:.3f} trials/s, vectorized {rates['vectorized']:.3f} "
               f"trials/s, ratio {result[f'{label}_ratio']:.2f}x (each repeat: {spread})")
+    differences = ", ".join(f"{name} {value:.1e}" for name, value in result["max_relative_difference"].items())
+    print(f"largest relative difference in metrics.csv, sequential against vectorized: {differences}")
 
 
 if __name__ == "__main__":
