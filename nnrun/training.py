@@ -147,7 +147,8 @@ def fit(exp: Experiment, run: Run, log: RunLog, *, resume: dict[str, Any] | None
                 row.update(train_seconds=train_seconds, epoch_seconds=time.perf_counter() - epoch_start)
                 row.update({"compile_seconds": compiling.take()} if exp.speed.compile else {})  # within epoch_seconds
 
-                # An interrupt waits for this block, so metrics.csv, the loop state and last.pth always agree.
+                # metrics.csv, the loop state, the scheduler's step and the checkpoints; an interrupt waits for this
+                # block, so that they always agree
                 with guard.deferred():
                     book.keep(exp, row, seconds=time.perf_counter() - started)
 
