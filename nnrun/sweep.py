@@ -524,7 +524,7 @@ def _train_together(sweep: Sweep, todo: list[dict[str, Any] | None]) -> list:
     started = time.perf_counter()
     try:
         runs = [Run.create_at(sweep.folder / trial.user_attrs["folder"]) for trial in trials]
-        results = train_together(configs, runs, data_dir=sweep.data_dir, log=quiet_log)
+        results = train_together(configs, runs, data_dir=sweep.data_dir, log=quiet_log, plots=False)
     except (Interrupted, KeyboardInterrupt):
         for trial in trials:
             _tell(sweep.study, trial, Outcome("interrupted", "interrupted"))

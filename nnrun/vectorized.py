@@ -96,9 +96,10 @@ def stack_problem(configs: Sequence[Config]) -> str | None:
 
 
 def train_together(configs: Sequence[Config], runs: Sequence[Run], *, data_dir: Path,
-                   log: Callable[[Run], RunLog]) -> list[dict[str, Any] | Exception]:
+                   log: Callable[[Run], RunLog], plots: bool = True) -> list[dict[str, Any] | Exception]:
     """Train the trials as one stacked model, each in its own run folder, which ends exactly as `nnrun train` would
-    leave it. `log` opens a trial's train.log (session.run_log is nnrun train's).
+    leave it (without plots and report when `plots=False`, as a sweep's sequential trials). `log` opens a trial's
+    train.log (session.run_log is nnrun train's).
 
     Returns, per trial, its summary (what summary.json holds) or the exception that failed it: a diverged trial
     (non-finite loss) gets the UserError `nnrun train` raises, once its folder is complete, and the others go on.
@@ -121,7 +122,7 @@ def train_together(configs: Sequence[Config], runs: Sequence[Run], *, data_dir: 
     interrupted = None
     for (k, session), outcome in zip(sessions.items(), outcomes, strict=True):
         try:
-            results[k] = close_session(session, lambda outcome=outcome: _returned(outcome))
+            results[k] = close_session(session, lambda outcome=outcome: _returned(outcome), plots=plots)
         except Interrupted as exc:
             interrupted = exc
         except Exception as exc:  # noqa: BLE001 - it failed this trial only

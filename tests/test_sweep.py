@@ -168,15 +168,21 @@ def test_a_failing_trial_is_recorded_and_the_others_complete(cli, write_config, 
 
 def test_a_grid_of_learning_rates_trains_together_and_each_trial_keeps_its_run_folder(cli, write_config, tmp_path):
     pytest.importorskip("nnrun.vectorized")
-    result = cli("sweep", write_config(threads=1), "optimizer.lr=0.05,0.1", "--runs-dir", tmp_path / "runs")
+    result = cli("sweep", write_config(threads=1), "optimizer.lr=0.05,0.1,1e6", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
-    assert "2 trials train together as one stacked model" in result.stdout  # automatic: a grid that can stack
+    assert "3 trials train together as one stacked model" in result.stdout  # automatic: a grid that can stack
     folder = sweep_dir(tmp_path / "runs")
-    rows = results(folder)
-    assert [r["status"] for r in rows] == ["complete", "complete"] and not (folder / "latest").exists()
-    for row in rows:
-        summary = json.loads((folder / row["folder"] / "summary.json").read_text())
-        assert summary["best_value"] == pytest.approx(float(row["val_loss"])) and summary["epochs_run"] == 3
+    rows = {r["optimizer.lr"]: r for r in results(folder)}
+    # the diverging trial fails alone, with its one line; the others complete beside it
+    assert rows["1e6"]["status"] == "failed" and "loss became" in rows["1e6"]["message"]
+    assert [rows[lr]["status"] for lr in ("0.05", "0.1")] == ["complete", "complete"]
+    assert not (folder / "latest").exists()
+    for lr in ("0.05", "0.1"):
+        trial = folder / rows[lr]["folder"]
+        summary = json.loads((trial / "summary.json").read_text())
+        assert summary["best_value"] == pytest.approx(float(rows[lr]["val_loss"])) and summary["epochs_run"] == 3
+        # as a sequential trial: no plots, except for the chosen trial, drawn at the end
+        assert (trial / "report.html").is_file() == (rows[lr]["chosen"] == "true")
 
 
 def test_resume_after_ctrl_c_runs_only_the_missing_trials(cli, write_config, tmp_path):
