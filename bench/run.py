@@ -1,6 +1,6 @@
 """nnrun's speed against the same job done by hand, with a DataLoader and with Lightning, measured in one run.
 
-    python bench/run.py [--quick] [--tasks tiny,medium,wide,images,process] [--out bench/results.md]
+    python bench/run.py [--quick] [--tasks tiny,medium,wide,images,process,sweep] [--out bench/results.md]
 
 Every way runs in a fresh process, and the ways run in lockstep: epoch k of each, one at a time in a shuffled
 order, then epoch k + 1, so that a neighbour's load falls on all of them alike. A ratio is the median of the
@@ -115,6 +115,16 @@ def whole_process(runs: int, workdir: Path) -> dict:
         "help": statistics.median(help_times), "all": times}
 
 
+def sweep_trials(*, quick: bool) -> dict:
+    """bench/vectorize.py in a fresh process: a sweep's 8 trials trained together against one after another."""
+    done = subprocess.run([sys.executable, str(HERE / "vectorize.py"), "--json", *(["--quick"] if quick else [])],
+                          capture_output=True, text=True, cwd=ROOT)
+    try:
+        return json.loads(done.stdout)
+    except json.JSONDecodeError:
+        return {"error": " | ".join(done.stderr.strip().splitlines()[-3:]) or f"exit {done.returncode}"}
+
+
 class Competitor:
     """One CPU-bound process, started and stopped by the benchmark: the "loaded" condition."""
 
@@ -163,6 +173,9 @@ def run_condition(condition: str, tasks: list[str], *, quick: bool, workdir: Pat
         for label, result in results[task].items():
             shown = f"{result['median']:.4f} s/epoch" if "median" in result else f"FAILED {result['error']}"
             print(f"  {condition:6} {task:7} {label:14} {shown}", flush=True)
+    if "sweep" in tasks and condition == "quiet":
+        results["sweep"] = sweep_trials(quick=quick)
+        print(f"  {condition:6} sweep   {results['sweep'].get('job_ratio', 'FAILED')}", flush=True)
     if "process" in tasks:
         results["process"] = whole_process(PROCESS_RUNS[quick], workdir / "process")
         print(f"  {condition:6} process nnrun {results['process']['nnrun']:.2f} s, plain script "
@@ -208,7 +221,7 @@ def tables(results: dict, *, quick: bool, cores: int) -> str:
             head += f" nnrun t=1 | nnrun t={cores} | auto / best forced |"
         lines += [head, "|" + " --- |" * (head.count("|") - 1)]
         for task, ways in by_task.items():
-            if task == "process":
+            if task in ("process", "sweep"):
                 continue
             spec = TASKS[task]
             rows = spec.rows.format(n=f"{(IMAGES if task == 'images' else WIDE_ROWS)[quick]:,}")
@@ -231,6 +244,15 @@ def tables(results: dict, *, quick: bool, cores: int) -> str:
                 c = ways["nnrun compile"]
                 lines.append(f"| {task}, `compile: true` | | | {_s(c['median'])} | {_s(s.get('hand'))} | | | "
                              f"{_r(ways, 'nnrun compile', 'hand')} | | | compile time {c['compile_seconds']:.1f} s |")
+        if "sweep" in by_task:
+            v = by_task["sweep"]
+            lines += ["", f"Sweep trials trained together (`nnrun sweep --vectorize`, bench/vectorize.py): "
+                          f"{v['trials']} learning rates of the {v['model']}, {v['epochs']} epochs, median of "
+                          f"{v['repeats']} interleaved repeat(s): sequential "
+                          f"{v['job_trials_per_s']['sequential']:.2f} trials/s, together "
+                          f"{v['job_trials_per_s']['vectorized']:.2f} trials/s, **{v['job_ratio']:.1f}x** for the "
+                          f"whole job ({v['training_ratio']:.1f}x for training alone)." if "job_ratio" in v else
+                          f"Sweep trials trained together: FAILED {v.get('error')}"]
         if "process" in by_task:
             p = by_task["process"]
             lines += ["", f"Whole process, `nnrun train configs/iris_mlp.yaml early_stopping.patience=null` (200 "
@@ -254,16 +276,16 @@ def _r(ways: dict, a: str, b: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one round and fewer epochs (a few minutes)")
-    parser.add_argument("--tasks", default="tiny,medium,wide,images,process",
-                        help="comma-separated: tiny, medium, wide, images, process")
+    parser.add_argument("--tasks", default="tiny,medium,wide,images,process,sweep",
+                        help="comma-separated: tiny, medium, wide, images, process, sweep")
     parser.add_argument("--conditions", default="quiet,loaded", help="quiet, loaded or both")
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
     parser.add_argument("--epochs", type=int, default=None, help="every task's epochs (default: per task)")
     args = parser.parse_args()
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    unknown = [t for t in tasks if t not in TASKS and t != "process"]
+    unknown = [t for t in tasks if t not in TASKS and t not in ("process", "sweep")]
     if unknown:
-        parser.error(f"unknown task {unknown[0]!r} (choose from {', '.join([*TASKS, 'process'])})")
+        parser.error(f"unknown task {unknown[0]!r} (choose from {', '.join([*TASKS, 'process', 'sweep'])})")
     # Compiled bytecode, as a regular (non-editable) install has it: this machine sets PYTHONDONTWRITEBYTECODE.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "nnrun")], check=False)
     try:

@@ -2,16 +2,17 @@
 
     python bench/vectorize.py [--quick] [--trials 8] [--epochs N] [--repeats 3]
 
-Both ways do a sweep's whole job in this process, on the CPU: every trial gets its run folder, exactly as
-`nnrun train` writes it (metrics.csv, checkpoints, summary.json, predictions, plots and report). Sequential trains
-the trials one after another through nnrun train's own path (build_experiment, then fit inside a session);
-vectorized hands them all to nnrun.vectorized.train_together. The trials are configs/product_mlp.yaml with
-log-spaced learning rates, early stopping off so that every trial runs every epoch. The two ways alternate, repeat
+Both ways do a sweep's whole job in this process, on the CPU: every trial gets its run folder as a sweep's
+trial has it (`nnrun train`'s, without plots and report: metrics.csv, checkpoints, summary.json, predictions).
+Sequential trains the trials one after another through nnrun train's own path (build_experiment, then fit
+inside a session); vectorized hands them all to nnrun.vectorized.train_together. The trials are
+configs/product_mlp.yaml with log-spaced learning rates, early stopping off so that every trial runs every epoch.
+The two ways alternate, repeat
 after repeat, so that a neighbour's load falls on both alike.
 
 Reported: trials per second each way (median seconds) and their ratio (median of the repeats' ratios), for the
 whole job, and for training alone (summary.json's `seconds.total`: from the first epoch to summary.json, without
-building the experiments or drawing the plots, which cost both ways the same per trial); and per trial, the largest
+building the experiments, which costs both ways the same per trial); and per trial, the largest
 relative difference between the two ways' metrics.csv: batched matmuls round differently, and long training
 amplifies it. This is a benchmark, not a test: it asserts nothing.
 """
@@ -29,14 +30,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # nnrun from this checkout: the imports below come after it
 
-from nnrun.commands import load_config
-from nnrun.config import Config
-from nnrun.console import RunLog, console
-from nnrun.experiment import build_experiment
-from nnrun.runs import Run, read_metrics
-from nnrun.session import close_session, open_session
-from nnrun.training import fit
-from nnrun.vectorized import stack_problem, train_together
+from nnrun.commands import load_config  # noqa: E402
+from nnrun.config import Config  # noqa: E402
+from nnrun.console import RunLog, console  # noqa: E402
+from nnrun.experiment import build_experiment  # noqa: E402
+from nnrun.runs import Run, read_metrics  # noqa: E402
+from nnrun.session import close_session, open_session  # noqa: E402
+from nnrun.training import fit  # noqa: E402
+from nnrun.vectorized import stack_problem, train_together  # noqa: E402
 
 CONFIG = ROOT / "configs" / "product_mlp.yaml"
 EPOCHS = (100, 20)  # (full, quick)
@@ -64,7 +65,7 @@ def sequential(configs: list[Config], runs_dir: Path) -> dict[str, float]:
         run = Run.create(runs_dir, cfg.name)
         session = open_session(exp, run, open_log=_quiet_log)
         summary = close_session(session, lambda exp=exp, run=run, session=session: fit(
-            exp, run, session.log, loggers=session.loggers))
+            exp, run, session.log, loggers=session.loggers), plots=False)
         training += summary["seconds"]["total"]
     return {"seconds": time.perf_counter() - started, "training": training}
 
@@ -73,7 +74,7 @@ def vectorized(configs: list[Config], runs_dir: Path) -> dict[str, float]:
     """All trials as one stacked model; wall seconds, and seconds training (the trials train at the same time)."""
     started = time.perf_counter()
     runs = [Run.create(runs_dir, cfg.name) for cfg in configs]
-    results = train_together(configs, runs, data_dir=Path("data"), log=_quiet_log)
+    results = train_together(configs, runs, data_dir=Path("data"), log=_quiet_log, plots=False)
     failed = [r for r in results if isinstance(r, Exception)]
     if failed:
         raise RuntimeError(f"{len(failed)} trial(s) failed: {failed[0]}")
@@ -93,7 +94,7 @@ def measure(trials: int = 8, epochs: int | None = None, *, quick: bool = False, 
         folder = Path(workdir or tmp)
         quiet, console.quiet = console.quiet, True  # both ways write the same train.log; the terminal gets nothing
         try:
-            # warm-up, unmeasured: the first optimizer step imports torch._dynamo, the first plot matplotlib
+            # warm-up, unmeasured: the first optimizer step imports torch._dynamo
             warm_up = trial_configs(2, 1)
             sequential(warm_up, folder / "warm-up")
             vectorized(warm_up, folder / "warm-up")
