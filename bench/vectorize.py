@@ -7,8 +7,7 @@ trial has it (`nnrun train`'s, without plots and report: metrics.csv, checkpoint
 Sequential trains the trials one after another through nnrun train's own path (build_experiment, then fit
 inside a session); vectorized hands them all to nnrun.vectorized.train_together. The trials are
 configs/product_mlp.yaml with log-spaced learning rates, early stopping off so that every trial runs every epoch.
-The two ways alternate, repeat
-after repeat, so that a neighbour's load falls on both alike.
+The two ways alternate, repeat after repeat, so that a neighbour's load falls on both alike.
 
 Reported: trials per second each way (median seconds) and their ratio (median of the repeats' ratios), for the
 whole job, and for training alone (summary.json's `seconds.total`: from the first epoch to summary.json, without
