@@ -239,3 +239,12 @@ def test_one_hot_features_are_row_major_too():
     frame = pd.DataFrame({"a": np.arange(6.0), "b": np.arange(6.0) ** 2, "c": list("xyzxyz")})
     x = FeaturePreprocessor(categorical=["c"]).fit(frame).transform(frame)
     assert x.flags["C_CONTIGUOUS"] and x.dtype == np.float32 and x.shape == (6, 5)
+
+
+@pytest.mark.parametrize("split", [{"train": 0.8, "val": 0.2, "test": 0.0}, {"test": 0.0, "folds": 2, "fold": 1}])
+def test_a_regression_split_without_test_rows_loads(split):
+    # found by the config fuzzer: scaling the targets of an empty test split raised a numpy reshape error
+    cfg = validate(merged(BASE_CONFIG, {"data": {"type": "diabetes", "split": split}, "loss": "mse"}))
+    data = load_data(cfg.data, seed=0, device=torch.device("cpu"))
+    assert data.test is None or len(data.test.y) == 0
+    assert len(data.train.y) + len(data.val.y) == 442

@@ -195,8 +195,8 @@ class TargetScaler:
         return self
 
     def transform(self, y: np.ndarray) -> np.ndarray:
-        """(rows, targets) float32 targets in training units."""
-        return ((y.reshape(len(y), -1) - self.mean) / self.std).astype(np.float32)
+        """(rows, targets) float32 targets in training units (no rows, such as a `test: 0` split, included)."""
+        return ((y.reshape(len(y), len(self.mean)) - self.mean) / self.std).astype(np.float32)
 
     def state_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "mean": self.mean.tolist(), "std": self.std.tolist()}
