@@ -3,8 +3,9 @@
 No fixed number is right. On a quiet 2-core machine one thread is 5-11% faster for small MLPs and two are
 26% faster for a 784-wide one; with one other busy process, two threads are 2-2.5x *slower* on all of them.
 So `auto` times the run's own steps at one thread and at every available core, in alternating windows, keeps
-the faster, and checks again later, so that a neighbour starting or stopping is noticed: after `RECHECK_SECONDS`,
-or later still when a check is slow (a big model's steps), so that checking costs at most `CHECK_SHARE` of the run.
+the faster, and checks again later, so that a neighbour starting or stopping is noticed: after `RECHECK_SECONDS`
+of training steps (val passes, checkpoints and anything else between epochs do not count), or later still when a
+check is slow (a big model's steps), so that checking costs at most `CHECK_SHARE` of the training time.
 `torch.set_num_threads` is process-wide: the choice holds for everything else the process does.
 """
 
@@ -27,7 +28,7 @@ WINDOW_STEPS = 2  # a timing window is at least this many steps ...
 WINDOW_SECONDS = 0.02  # ... and at least this long, so that timer noise stays small
 ROUNDS = 3  # windows per candidate in the first trial (the median decides); a re-check has 2 ...
 CLEAR_WIN = 0.67  # ... and either ends after one round when a count is this much faster in every window
-RECHECK_SECONDS = 10.0  # settled training between two trials, at the least
+RECHECK_SECONDS = 10.0  # seconds of settled training steps between two trials, at the least
 CHECK_SHARE = 0.02  # ... and long enough that re-checks take at most this share of the time
 SWITCH_MARGIN = 0.9  # on a re-check, another count must be at least 10% faster to take over
 
@@ -47,7 +48,7 @@ class _Trial:
     rounds: int = ROUNDS
     skip: int = 0  # steps to leave out first: a run's first step pays one-time costs at whatever count it has
     seconds: dict[int, list[float]] = field(default_factory=dict)  # count -> mean step time of each window
-    started: float = field(default_factory=time.monotonic)
+    started: float = 0.0  # the policy's training seconds when the trial began
     turn: int = 0  # index into the schedule below
     steps: int = 0
     elapsed: float = 0.0
@@ -95,7 +96,8 @@ class ThreadPolicy:
         self.checks = 0
         self.candidates: list[int] = []  # the counts `auto` compares; empty when nothing is measured
         self.trial: _Trial | None = None
-        self.next_check = math.inf
+        self.next_check = math.inf  # in training seconds: a re-check is due once `trained` reaches it
+        self.trained = 0.0  # seconds spent in training steps so far
         cores = max_threads or available_cores()
         if setting != "auto":
             self._use(int(setting), "threads {n} (set by threads= or --threads)")
@@ -113,8 +115,10 @@ class ThreadPolicy:
 
     def timed(self, batches: Iterable[T]) -> Iterator[T]:
         """Yield the batches; while a trial runs, time each training step (gather + step) and switch counts."""
-        if self.trial is None and time.monotonic() < self.next_check:
+        if self.trial is None and self.trained < self.next_check:
+            started = time.perf_counter()
             yield from batches
+            self.trained += time.perf_counter() - started
             return
         if self.trial is None:
             self._start_trial()
@@ -122,6 +126,7 @@ class ThreadPolicy:
         for batch in batches:
             yield batch
             now = time.perf_counter()
+            self.trained += now - last
             if self.trial is not None:
                 self._record(now - last)
             last = now
@@ -134,7 +139,8 @@ class ThreadPolicy:
         # The current count goes first: a re-check then costs nothing until the other count's window.
         current = self.threads if self.decisions else self.candidates[0]
         self.trial = _Trial(candidates=[current, *[c for c in self.candidates if c != current]],
-                            rounds=2 if self.decisions else ROUNDS, skip=0 if self.decisions else 1)
+                            rounds=2 if self.decisions else ROUNDS, skip=0 if self.decisions else 1,
+                            started=self.trained)
         torch.set_num_threads(self.trial.current)
 
     def _record(self, seconds: float) -> None:
@@ -157,7 +163,7 @@ class ThreadPolicy:
             message = f"threads now {{n}} (auto re-check: {timings})" if best != before else None
         self._use(best, message, timings=medians)
         # A slow check (big steps) waits longer, so that checking stays a small share of the run.
-        self.next_check = time.monotonic() + max(RECHECK_SECONDS, (time.monotonic() - trial.started) / CHECK_SHARE)
+        self.next_check = self.trained + max(RECHECK_SECONDS, (self.trained - trial.started) / CHECK_SHARE)
 
     def _use(self, threads: int, message: str | None, *, timings: dict[int, float] | None = None) -> None:
         torch.set_num_threads(threads)

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from nnrun.threads import ThreadPolicy, available_cores
+from nnrun.threads import RECHECK_SECONDS, ThreadPolicy, available_cores
 from tests.helpers import run_dirs
 
 CPU = torch.device("cpu")
@@ -55,6 +55,21 @@ def test_a_re_check_follows_a_neighbour_that_starts_or_stops():
     train_steps(policy, 200, {1: 0.0005, 2: 0.003})
     assert policy.threads == 1 and said[-1].startswith("threads now 1 (auto re-check: ")
     assert [d["threads"] for d in policy.summary()["decisions"]] == [2, 1]
+
+
+def test_only_time_in_training_steps_brings_the_re_check_nearer():
+    # a pause between epochs (a val pass, a checkpoint, bench/run.py's lockstep) is not training, so that a run
+    # which pauses often is not re-checked at every epoch
+    policy = ThreadPolicy("auto", device=CPU, max_threads=2, say=lambda _: None)
+    train_steps(policy, 200, {1: 0.0005, 2: 0.003})
+    assert policy.trial is None and policy.next_check >= RECHECK_SECONDS  # in training seconds, not wall time
+    policy.next_check = policy.trained + 0.05
+    time.sleep(0.1)  # wall time passes, no training
+    train_steps(policy, 1, {1: 0.001, 2: 0.003})
+    assert policy.trial is None and policy.checks == 1  # not yet due: 1 ms of training since
+    train_steps(policy, 60, {1: 0.001, 2: 0.003})  # 60 ms of training: due at the next epoch
+    train_steps(policy, 1, {1: 0.001, 2: 0.003})
+    assert policy.trial is not None  # the re-check has begun
 
 
 def test_a_re_check_that_finds_no_clear_winner_stays():
