@@ -181,6 +181,10 @@ class Sweep:
         raw = apply_overrides(self.raw, overrides)
         if unit.fold is None and unit.seed is None:
             return raw
+        try:  # the trial's plain config says its test fraction and seeds, as validation fills them in
+            plain = validate(raw, config_dir=self.config_dir)
+        except UserError:
+            return raw  # the run fails on the same problems
         raw["test"] = False  # the test split waits for the chosen trial
         data = raw["data"] = dict(raw["data"]) if isinstance(raw.get("data"), dict) else {"type": raw.get("data")}
         split = data.get("split", {})
@@ -188,11 +192,11 @@ class Sweep:
             raise UserError(f"--folds and --repeats need data.split as fractions with a test part, got "
                             f"{split!r} (for example data.split={{train: 0.6, val: 0.2, test: 0.2}})")
         split = dict(split)
-        if unit.fold is not None:  # val is fold i of train + val; test stays as it was
+        if unit.fold is not None:  # val is fold i of train + val; test is exactly the plain split's
             split = {k: v for k, v in split.items() if k not in ("train", "val")}
-            split.update(folds=self.settings.folds, fold=unit.fold)
+            split.update(test=plain.data.split.test, folds=self.settings.folds, fold=unit.fold)
         if unit.seed is not None:  # a new seed for training, the same split for every seed
-            split.setdefault("seed", raw.get("seed", 0))
+            split["seed"] = plain.data.split.seed_for(plain.seed)
             raw["seed"] = unit.seed
         data["split"] = split
         return raw

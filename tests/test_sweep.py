@@ -155,6 +155,24 @@ def test_folds_partition_train_and_val_and_never_show_the_test_split(cli, write_
     assert "over 5 runs" in result.stdout and "±" in result.stdout
 
 
+def test_folds_test_on_the_plain_splits_test_rows_when_the_config_implies_its_test_fraction(cli, write_config,
+                                                                                              tmp_path):
+    from nnrun.config import load_yaml, validate
+    from nnrun.data.bundle import load_data
+
+    # test is left out: 1 - 0.6 - 0.2 = 0.2 of the rows, not the default 0.15
+    config = write_config(epochs=3, threads=1, data={"type": "iris", "split": {"train": 0.6, "val": 0.2}})
+    result = cli("sweep", config, "--folds", "2", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    plain = validate(load_yaml(config), source=config)
+    expected = set(load_data(plain.data, seed=plain.seed, device=torch.device("cpu")).splits["test"].rows.tolist())
+    assert len(expected) == 30
+    for run in sorted((sweep_dir(tmp_path / "runs") / "000").iterdir()):
+        cfg = validate(yaml.safe_load((run / "config.yaml").read_text()))
+        bundle = load_data(cfg.data, seed=cfg.seed, device=torch.device("cpu"))
+        assert set(bundle.splits["test"].rows.tolist()) == expected
+
+
 def test_a_failing_trial_is_recorded_and_the_others_complete(cli, write_config, tmp_path):
     result = cli("sweep", write_config(threads=1), "optimizer.lr=-1,1e6,0.1", "--no-vectorize",
                  "--runs-dir", tmp_path / "runs")
