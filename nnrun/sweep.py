@@ -750,12 +750,17 @@ def _stop(sweep: Sweep) -> None:
 def _finish(sweep: Sweep) -> None:
     """results.csv, the table, the comparison plots, the `best` link, and the chosen trial's test results."""
     rows = _rows(sweep)
+    log = sweep.log
+    if not console.is_terminal:
+        console.width = 200  # a pipe or a file: whole rows, for grep
     chosen = next((row for row in rows if row["status"] == "complete"), None)
-    if chosen is None:
+    if chosen is None:  # the trials are still worth a look: why each one failed
+        _write_results(sweep, rows, test=None)
+        log.print(_table(sweep, rows))
         failed = next((row for row in rows if row["message"]), None)
         raise UserError(f"no trial completed in {sweep.folder}" +
                         (f"; trial {failed['trial']}: {failed['message']}" if failed else "") +
-                        " (fix the config or the specs and start again)")
+                        " (results.csv says why each failed; fix the config or the specs and start again)")
     chosen["chosen"] = True
     try:
         test = _test(sweep, chosen)
@@ -766,9 +771,6 @@ def _finish(sweep: Sweep) -> None:
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted while testing the chosen trial; every trial is done (finish with: nnrun "
                           f"sweep --resume {sweep.folder})") from None
-    log = sweep.log
-    if not console.is_terminal:
-        console.width = 200  # a pipe or a file: whole rows, for grep
     log.print(_table(sweep, rows))
     spread = _spread(chosen["scores"])
     runs = len(chosen["scores"])

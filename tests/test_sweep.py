@@ -184,6 +184,17 @@ def test_a_failing_trial_is_recorded_and_the_others_complete(cli, write_config, 
     assert "\n" not in rows["1e6"]["message"] and "Traceback" not in result.output
 
 
+def test_a_sweep_where_no_trial_completes_writes_its_results_then_exits_2(cli, write_config, tmp_path):
+    result = cli("sweep", write_config(threads=1), "optimizer.lr=1e6,1e7", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: no trial completed in ") and "loss became" in line
+    rows = results(sweep_dir(tmp_path / "runs"))
+    assert sorted(r["optimizer.lr"] for r in rows) == ["1e6", "1e7"]
+    assert all(r["status"] == "failed" and "loss became" in r["message"] for r in rows)
+    assert "2 trials, best first by val_loss" in result.stdout and "Traceback" not in result.output
+
+
 def test_a_grid_of_learning_rates_trains_together_and_each_trial_keeps_its_run_folder(cli, write_config, tmp_path):
     pytest.importorskip("nnrun.vectorized")
     result = cli("sweep", write_config(threads=1), "optimizer.lr=0.05,0.1,1e6", "--runs-dir", tmp_path / "runs")
