@@ -96,6 +96,8 @@ class Settings:
         if self.sampler is not None and self.sampler not in SAMPLERS:
             found.append(f"unknown sampler '{self.sampler}' ({hint(str(self.sampler), SAMPLERS)}choices: "
                          f"{', '.join(SAMPLERS)})")
+        if _is_int(self.parallel) and self.parallel > 1 and self.vectorize is True:
+            found.append("--vectorize trains trials in one process, --parallel in several (choose one)")
         ranges = [p for p in params.values() if not isinstance(p, Choices)]
         if self.sampler == "grid" and ranges:
             found.append(f"--sampler grid needs lists of values, but {ranges[0].key}={ranges[0].spec} is a "
@@ -220,8 +222,6 @@ def run_sweep(config: Path | None, items: list[str], *, given: dict[str, Any], r
         raise UserError("missing CONFIG (for example: nnrun sweep configs/iris_mlp.yaml optimizer.lr=0.001,0.01,0.1)")
     else:
         sweep = _start(Path(config), items, given, runs_dir=runs_dir, data_dir=data_dir)
-    if sweep.settings.parallel > 1 and sweep.settings.vectorize:
-        raise UserError("--vectorize trains trials in one process, --parallel in several (choose one)")
     try:
         sweep.log = RunLog(sweep.folder / "sweep.log")
     except OSError as exc:

@@ -268,6 +268,8 @@ def test_parallel_trials_share_the_journal_and_split_the_cores(cli, write_config
     (["optimizer.lr=0.1,0.2", "--trials", "0"], "--trials must be an integer >= 1, got 0"),
     (["optimizer.lr=0.1,0.2", "--parallel", "0"], "--parallel must be an integer >= 1, got 0"),
     (["optimizer.lr=uniform(0.1,1)", "--sampler", "grid"], "--sampler grid needs lists of values"),
+    (["optimizer.lr=0.1,0.2", "--parallel", "2", "--vectorize"], "--vectorize trains trials in one process, "
+                                                                  "--parallel in several (choose one)"),
     (["optimizer.lr=logunifrom(1e-4,1)"], "unknown distribution 'logunifrom' (did you mean 'loguniform'?"),
     (["optimizer.lr=-1", "model.hidden=[4],[8]"], "optimizer.lr must be a number > 0, got -1"),
     ([], "nothing to sweep"),
