@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.table import Table
 from rich.text import Text
 
@@ -44,6 +45,7 @@ from nnrun.config import (
     validate,
 )
 from nnrun.console import RunLog, console, format_duration, format_number
+from nnrun.data.bundle import load_data
 from nnrun.errors import Interrupted, UserError, hint, write_problem
 from nnrun.experiment import build_experiment
 from nnrun.runs import Run, check_runs_dir, new_folder, point_link
@@ -260,6 +262,9 @@ def _start(config: Path, items: list[str], given: dict[str, Any], *, runs_dir: P
     base = _check_space(raw, fixed, params, settings, source=config)
     check_loggers_installed(base)
     check_runs_dir(runs_dir)
+    if not any(key == "data" or key.startswith("data.") for key in params):
+        # the data every trial shares: a problem with it (a missing file) is one error now, not a failure per trial
+        load_data(base.data, seed=base.seed, device=torch.device("cpu"), data_dir=data_dir, config_dir=base.config_dir)
 
     raw = {"name": base.name, **raw}  # a resume reads the name from sweep.yaml, not from the file name
     folder = new_folder(runs_dir, f"{base.name}-sweep")
@@ -774,9 +779,10 @@ def _finish(sweep: Sweep) -> None:
     log.print(_table(sweep, rows))
     spread = _spread(chosen["scores"])
     runs = len(chosen["scores"])
+    each = ", ".join(format_number(s) for s in chosen["scores"])
     log.print(f"[bold]best[/] trial {chosen['trial']} ({' '.join(chosen['overrides']) or 'the config as it is'}): "
-              f"{sweep.monitor} {spread}" + (f" over {runs} runs ({', '.join(format_number(s) for s in chosen['scores'])})"
-                                              if runs > 1 else f" at epoch {chosen['best_epochs'][0]}"))
+              f"{sweep.monitor} {spread}" + (f" over {runs} runs ({each})" if runs > 1
+                                              else f" at epoch {chosen['best_epochs'][0]}"))
     if test:
         shown = {k: v for k, v in test["mean"].items() if k in ("loss", "accuracy", "balanced_accuracy", "f1_macro",
                                                                  "rmse", "mae", "r2")}

@@ -1,4 +1,4 @@
-"""`nnrun sweep`: real Optuna studies, real training on iris (a few epochs), real processes for Ctrl-C and --parallel."""
+"""`nnrun sweep`: real Optuna studies, real training on iris (a few epochs), real processes for Ctrl-C, --parallel."""
 
 from __future__ import annotations
 
@@ -279,6 +279,15 @@ def test_user_errors_exit_2_with_one_line_and_no_sweep_folder(cli, write_config,
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: ") and expected in line, line
+    assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
+
+
+def test_a_missing_data_file_is_one_error_before_the_sweep_folder(cli, write_config, tmp_path):
+    config = write_config(data={"type": "csv", "path": "missing.csv", "target": "price"})
+    result = cli("sweep", config, "optimizer.lr=0.1,0.2", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "missing.csv" in line, line
     assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
 
 
