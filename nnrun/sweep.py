@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import math
 import shutil
 import signal
@@ -46,6 +47,7 @@ from nnrun.config import (
 )
 from nnrun.console import RunLog, console, format_duration, format_number
 from nnrun.data.bundle import load_data
+from nnrun.data.context import DataContext
 from nnrun.errors import Interrupted, UserError, hint, write_problem
 from nnrun.experiment import build_experiment
 from nnrun.runs import Run, check_runs_dir, new_folder, point_link
@@ -265,6 +267,7 @@ def _start(config: Path, items: list[str], given: dict[str, Any], *, runs_dir: P
     if not any(key == "data" or key.startswith("data.") for key in params):
         # the data every trial shares: a problem with it (a missing file) is one error now, not a failure per trial
         load_data(base.data, seed=base.seed, device=torch.device("cpu"), data_dir=data_dir, config_dir=base.config_dir)
+        raw, fixed = _found_data_path(raw, fixed, base, data_dir=data_dir)
 
     raw = {"name": base.name, **raw}  # a resume reads the name from sweep.yaml, not from the file name
     folder = new_folder(runs_dir, f"{base.name}-sweep")
@@ -276,6 +279,23 @@ def _start(config: Path, items: list[str], given: dict[str, Any], *, runs_dir: P
     sweep.study.set_user_attr("nnrun", {"config_dir": str(base.config_dir or ""), "data_dir": str(sweep.data_dir),
                                         "monitor": sweep.monitor})
     return sweep
+
+
+def _found_data_path(raw: dict[str, Any], fixed: dict[str, str], base: Config, *,
+                     data_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The config and fixed values with a relative `data.path` made absolute where it was found: sweep.yaml and
+    each trial's config.yaml live in other folders, and must load the same file from any folder."""
+    path = base.data.kwargs.get("path")
+    if not isinstance(raw.get("data"), dict) or not isinstance(path, str) or Path(path).expanduser().is_absolute():
+        return raw, fixed
+    context = DataContext(data_dir=Path(data_dir), config_dir=base.config_dir)
+    found = next((place for place in context.candidates(path) if place.exists()), None)
+    if found is None:
+        return raw, fixed
+    absolute = str(found.resolve())
+    if "data.path" in fixed:
+        fixed = {**fixed, "data.path": json.dumps(absolute)}  # quoted: a YAML scalar, whatever the path holds
+    return {**raw, "data": {**raw["data"], "path": absolute}}, fixed
 
 
 def _reopen(folder: Path, given: dict[str, Any]) -> Sweep:
@@ -824,8 +844,6 @@ def _rows(sweep: Sweep) -> list[dict[str, Any]]:
 def _test(sweep: Sweep, chosen: dict[str, Any]) -> dict[str, Any] | None:
     """The chosen trial's test metrics: its run's own (a single run tests itself), or, with folds or seeds, each
     run's best checkpoint tested now, once; `values` holds each metric per run."""
-    import json
-
     folder = sweep.folder / chosen["folder"]
     if not (sweep.settings.folds or sweep.settings.repeats):
         try:

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from nnrun.search_space import Choices, Range, grid, parse_assignments
-from tests.helpers import CONFIGS, ROOT, run_dirs
+from tests.helpers import BASE_CONFIG, CONFIGS, HOUSE_CONFIG, ROOT, house_prices, merged, run_dirs
 
 optuna = pytest.importorskip("optuna")
 
@@ -99,6 +99,28 @@ def test_the_sweep_block_says_what_the_command_line_says_and_train_ignores_it(cl
     plan = yaml.safe_load((folder / "sweep.yaml").read_text())["sweep"]
     assert plan["sampler"] == "random" and plan["trials"] == 2 and plan["params"]["optimizer.lr"] == "0.2"
     assert all(yaml.safe_load((t / "config.yaml").read_text())["optimizer"]["lr"] == 0.2 for t in run_dirs(folder))
+
+
+def test_sweep_yaml_and_a_trials_config_yaml_rerun_with_a_data_path_relative_to_the_config(cli, tmp_path,
+                                                                                            monkeypatch):
+    (tmp_path / "project").mkdir()
+    house_prices().to_csv(tmp_path / "project" / "house.csv", index=False)
+    config = tmp_path / "project" / "house.yaml"
+    config.write_text(yaml.safe_dump(merged(BASE_CONFIG, {**HOUSE_CONFIG, "threads": 1})))
+    monkeypatch.chdir(tmp_path)  # house.csv is found beside the config only
+    result = cli("sweep", config, "optimizer.lr=0.01,0.02", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    folder = sweep_dir(tmp_path / "runs")
+    again = cli("sweep", folder / "sweep.yaml", "--runs-dir", tmp_path / "again")
+    assert again.exit_code == 0, again.output
+    assert [r["val_loss"] for r in results(sweep_dir(tmp_path / "again"))] == [r["val_loss"] for r in results(folder)]
+    trial = run_dirs(folder)[0]
+    rerun = cli("train", trial / "config.yaml", "--runs-dir", tmp_path / "trial")
+    assert rerun.exit_code == 0, rerun.output
+    (run,) = run_dirs(tmp_path / "trial")
+    # the trials trained stacked, the rerun alone: the same numbers up to float rounding
+    assert json.loads((run / "summary.json").read_text())["val"] == pytest.approx(
+        json.loads((trial / "summary.json").read_text())["val"], rel=1e-5)
 
 
 def test_a_tpe_sweep_with_pruning_prunes_trials_that_fall_behind(cli, write_config, tmp_path):
