@@ -50,6 +50,7 @@ from nnrun.data.bundle import load_data
 from nnrun.data.context import DataContext
 from nnrun.errors import Interrupted, UserError, hint, write_problem
 from nnrun.experiment import build_experiment
+from nnrun.losses import LOSSES
 from nnrun.runs import Run, check_runs_dir, new_folder, point_link
 from nnrun.search_space import (
     Choices,
@@ -949,7 +950,8 @@ def _say_plan(sweep: Sweep, *, resumed: bool) -> None:
                                    if sweep.fixed else ""))
     runs = []
     if settings.folds:
-        runs.append(f"{settings.folds} stratified folds of train + val")
+        stratified = LOSSES.get(sweep.base.loss.type).meta["task"] == "classification"  # regression: plain KFold
+        runs.append(f"{settings.folds} {'stratified ' if stratified else ''}folds of train + val")
     if settings.repeats:
         runs.append(f"{settings.repeats} seeds ({sweep.base.seed}..{sweep.base.seed + settings.repeats - 1})")
     log.print(f"score  {sweep.monitor} at each run's best epoch ({sweep.direction}); " +

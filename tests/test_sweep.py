@@ -175,6 +175,16 @@ def test_folds_partition_train_and_val_and_never_show_the_test_split(cli, write_
     assert len(tested["values"]["accuracy"]) == 5 and float(row["test_accuracy"]) == pytest.approx(
         statistics.fmean(tested["values"]["accuracy"]))
     assert "over 5 runs" in result.stdout and "±" in result.stdout
+    assert "mean over 5 stratified folds of train + val" in result.stdout
+
+
+def test_regression_folds_are_not_called_stratified(cli, tmp_path):
+    house_prices().to_csv(tmp_path / "house.csv", index=False)
+    config = tmp_path / "house.yaml"
+    config.write_text(yaml.safe_dump(merged(BASE_CONFIG, {**HOUSE_CONFIG, "epochs": 2, "threads": 1})))
+    result = cli("sweep", config, "--folds", "2", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    assert "mean over 2 folds of train + val" in result.stdout and "stratified" not in result.stdout
 
 
 def test_folds_test_on_the_plain_splits_test_rows_when_the_config_implies_its_test_fraction(cli, write_config,
