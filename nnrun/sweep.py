@@ -17,9 +17,11 @@ sweep runs, and the chosen trial's runs are tested once at the end. Optuna is im
 from __future__ import annotations
 
 import csv
+import ctypes
 import importlib.util
 import json
 import math
+import os
 import shutil
 import signal
 import statistics
@@ -71,6 +73,7 @@ OWN_KEYS = {"always": ("name", "early_stopping.monitor", "early_stopping.mode"),
             "folds": ("test", "data.split.folds", "data.split.fold", "data.split.train", "data.split.val"),
             "repeats": ("test", "seed", "data.split.seed")}
 WORKER_STOP_SECONDS = 60  # after Ctrl-C, how long a parallel trial may take to save its last epoch
+PR_SET_PDEATHSIG = 1  # Linux's prctl option: a signal for this process when its parent dies
 
 
 @dataclass(frozen=True)
@@ -600,7 +603,8 @@ def _run_parallel(sweep: Sweep, todo: list[dict[str, Any] | None]) -> None:
                 trial = _ask(sweep, pending.pop(0))
                 errors = open(sweep.folder / f".trial-{trial.number}.err", "w+b")  # noqa: SIM115 - closed below
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "nnrun.sweep", str(sweep.folder), str(trial.number), str(threads)],
+                    [sys.executable, "-m", "nnrun.sweep", str(sweep.folder), str(trial.number), str(threads),
+                     str(os.getpid())],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
                     start_new_session=True)  # Ctrl-C reaches this process, which passes it on once
                 running[trial.number] = (process, errors)
@@ -624,13 +628,14 @@ def _run_parallel(sweep: Sweep, todo: list[dict[str, Any] | None]) -> None:
                 process.kill()
                 process.wait()
             done += 1
-            outcome = _collect(sweep, number, process.returncode, errors)
+            outcome = _collect(sweep, number, process.returncode, errors, stopped=True)
             _say_outcome(sweep, sweep.study.trials[number], outcome, index=done, total=len(todo))
         _stop(sweep)
 
 
-def _collect(sweep: Sweep, number: int, code: int, errors) -> Outcome:
-    """A finished trial process's outcome, as it recorded it; one that died without recording gets its last line."""
+def _collect(sweep: Sweep, number: int, code: int, errors, *, stopped: bool = False) -> Outcome:
+    """A finished trial process's outcome, as it recorded it; one that died without recording gets its last line,
+    unless the sweep `stopped` it (Ctrl-C, or killed after WORKER_STOP_SECONDS): then it is interrupted, to rerun."""
     import optuna
 
     errors.seek(0)
@@ -642,7 +647,7 @@ def _collect(sweep: Sweep, number: int, code: int, errors) -> Outcome:
     lines = text.splitlines()
     trial = sweep.study.trials[number]
     if trial.state == optuna.trial.TrialState.RUNNING:
-        if code in (130, -signal.SIGINT):
+        if stopped or code in (130, -signal.SIGINT):
             outcome = Outcome("interrupted", "interrupted")
         else:
             outcome = Outcome("failed", (lines[-1] if lines else f"the trial's process ended with exit code {code}"))
@@ -1018,12 +1023,15 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-# --- a trial in its own process: `python -m nnrun.sweep SWEEP_DIR TRIAL_NUMBER THREADS` (for --parallel) ---------
+# --- a trial in its own process: `python -m nnrun.sweep SWEEP_DIR TRIAL_NUMBER THREADS SWEEP_PID` (--parallel) ----
 
 
-def _work(folder: Path, number: int, threads: int) -> int:
+def _work(folder: Path, number: int, threads: int, parent: int) -> int:
     """Run one trial of the sweep in `folder` in this process, with `threads` threads; the exit code."""
     import optuna
+
+    if not _stop_with(parent):
+        return 130  # the sweep is gone already: its resume runs this trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sweep = _reopen(folder, {})
@@ -1035,6 +1043,17 @@ def _work(folder: Path, number: int, threads: int) -> int:
     return 0
 
 
+def _stop_with(parent: int) -> bool:
+    """Have Linux send this trial process SIGTERM when the sweep's process dies, even killed outright: it started a
+    session of its own, so nothing else would stop it. False when that process is gone already."""
+    if sys.platform == "linux":
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass  # no prctl: the trial runs to its end, as on other systems
+    return os.getppid() == parent  # it may have died before prctl: this process now has another parent
+
+
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops a trial as Ctrl-C does
-    sys.exit(_work(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))
+    sys.exit(_work(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))

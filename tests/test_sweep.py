@@ -294,6 +294,42 @@ def test_parallel_trials_share_the_journal_and_split_the_cores(cli, write_config
     assert "database is locked" not in log and "Traceback" not in log and len(results(folder)) == 2
 
 
+def test_parallel_trials_that_the_sweep_kills_after_ctrl_c_are_interrupted_so_resume_reruns_them(cli, write_config,
+                                                                                                    tmp_path,
+                                                                                                    monkeypatch):
+    import nnrun.sweep
+
+    # Ctrl-C as soon as both trial processes run; they get no time to stop (0 s), so the sweep kills them
+    monkeypatch.setattr(nnrun.sweep, "WORKER_STOP_SECONDS", 0)
+    monkeypatch.setattr(time, "sleep", lambda seconds: (_ for _ in ()).throw(KeyboardInterrupt))
+    result = cli("sweep", write_config(threads=1), "optimizer.lr=0.05,0.1", "--parallel", "2",
+                 "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 130, result.output
+    trials = study(sweep_dir(tmp_path / "runs")).trials
+    assert [t.user_attrs["status"] for t in trials] == ["interrupted", "interrupted"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+def test_parallel_trial_processes_stop_when_the_sweep_is_killed_outright(write_config, tmp_path):
+    command = [sys.executable, "-m", "nnrun", "sweep", str(write_config(epochs=500, threads=1)),
+               "optimizer.lr=0.05,0.1", "--parallel", "2", "--runs-dir", str(tmp_path / "runs")]
+    process = subprocess.Popen(command, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list((tmp_path / "runs").glob("*-sweep-*/0*/metrics.csv"))) < 2:
+        time.sleep(0.05)  # both trials train: their processes have set up how they stop
+    folder = sweep_dir(tmp_path / "runs")
+    workers = [p.parent for p in Path("/proc").glob("[0-9]*/cmdline") if str(folder).encode() in p.read_bytes()]
+    assert len(workers) == 2
+    process.kill()  # a session of their own: nothing but the sweep's death tells them
+    process.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(worker.exists() for worker in workers):
+        time.sleep(0.05)
+    assert not any(worker.exists() for worker in workers)
+    assert [t.user_attrs.get("status") for t in study(folder).trials] == ["interrupted", "interrupted"]
+
+
 @pytest.mark.parametrize("args, expected", [
     (["optimizer.lr=loguniform(0,1)"], "optimizer.lr=loguniform(0,1): low must be > 0 for a log scale"),
     (["optimizer.lrr=0.1,0.2"], "unknown key 'optimizer.lrr' for optimizer 'sgd' (did you mean 'optimizer.lr'?"),
