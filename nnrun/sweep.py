@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import ctypes
-import importlib.util
 import json
 import math
 import os
@@ -171,8 +170,8 @@ class Sweep:
 
     @property
     def storage_url(self) -> str:
-        path = (self.folder / STORAGES[self.storage]).resolve()
-        return f"sqlite:///{path}" if self.storage == "sqlite" else str(path)
+        """What optuna-dashboard opens: SQLite's URL, or the journal file's path."""
+        return _storage_url(self.folder, self.storage)
 
     def units(self) -> list[Unit]:
         """The runs each trial trains: every fold for every seed; one run when neither is asked for."""
@@ -419,13 +418,19 @@ def _storage(sweep: Sweep):
 
 def _storage_for(folder: Path, kind: str):
     """SQLite for one process; Optuna's journal file for several (SQLite locks up under parallel writers)."""
-    path = (folder / STORAGES[kind]).resolve()
+    url = _storage_url(folder, kind)
     if kind == "sqlite":
-        return f"sqlite:///{path}"
+        return url
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    return JournalStorage(JournalFileBackend(str(path)))
+    return JournalStorage(JournalFileBackend(url))
+
+
+def _storage_url(folder: Path, kind: str) -> str:
+    """The study's place: `sqlite:///PATH` for SQLite, the journal file's path for a journal."""
+    path = (folder / STORAGES[kind]).resolve()
+    return f"sqlite:///{path}" if kind == "sqlite" else str(path)
 
 
 def _sampler(sweep: Sweep, *, offset: int = 0):
@@ -584,8 +589,6 @@ def _apart(sweep: Sweep, todo: list) -> str | None:
         return "" if auto else "--prune stops each trial on its own curve, which stacked trials do not have"
     if settings.folds or settings.repeats:
         return "" if auto else "with --folds or --repeats a trial's runs differ in their split or seed"
-    if importlib.util.find_spec("nnrun.vectorized") is None:
-        return "" if auto else "this nnrun has no vectorized training (nnrun/vectorized.py)"
     return None
 
 
