@@ -29,7 +29,8 @@ Overrides = Annotated[list[str] | None, typer.Argument(
     show_default=False)]
 ConfigPath = Annotated[Path, typer.Argument(help="The experiment's YAML file, for example configs/iris_mlp.yaml.")]
 DataDirOption = Annotated[Path, typer.Option(
-    "--data-dir", envvar="NNRUN_DATA_DIR", help="Where relative data paths resolve (else $NNRUN_DATA_DIR, else ./data).")]
+    "--data-dir", envvar="NNRUN_DATA_DIR",
+    help="Where relative data paths resolve (else $NNRUN_DATA_DIR, else ./data).")]
 DeviceOption = Annotated[str | None, typer.Option(
     "--device", help="auto, cpu, cuda, cuda:N or mps (overrides the config's device).")]
 ThreadsOption = Annotated[str | None, typer.Option(
@@ -117,8 +118,9 @@ def sweep(
         "--parallel", help="Trials trained at once, each in its own process with cores / K threads.",
         show_default=False)] = None,
     folds: Annotated[int | None, typer.Option(
-        "--folds", help="Score each trial by K-fold cross-validation of train + val; test is held out until the "
-                        "best trial is chosen.", show_default=False)] = None,
+        "--folds", help="Score each trial by K-fold cross-validation of train + val (stratified for "
+                        "classification); test is held out until the best trial is chosen.",
+        show_default=False)] = None,
     repeats: Annotated[int | None, typer.Option(
         "--repeats", help="Train each trial with R seeds and score it by their mean.", show_default=False)] = None,
     vectorize: Annotated[bool | None, typer.Option(
@@ -209,7 +211,8 @@ def export(
 
 @app.command()
 def plot(
-    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="One run folder, or several to compare.")],
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...",
+                                                   help="One run folder, or several to compare.")],
     out: Annotated[Path | None, typer.Option(
         "--out", help="Where to write (one run: a copy of its plots; several: default comparisons/<names>-<time>/ "
                  "beside the runs folder).",
@@ -243,7 +246,8 @@ def runs(
     sort: Annotated[str, typer.Option(
         "--sort", help="started, name, status, epochs, duration, val (the monitored value), test (accuracy or R²), "
                        "or a test metric such as rmse; best first.")] = "started",
-    last: Annotated[int | None, typer.Option("--last", min=1, help="Only the N newest runs.", show_default=False)] = None,
+    last: Annotated[int | None, typer.Option("--last", min=1, help="Only the N newest runs.",
+                                             show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON only.")] = False,
 ) -> None:
     """List past runs: status, epochs, best epoch, monitored val value, test result, duration and folder."""

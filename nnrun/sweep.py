@@ -17,8 +17,10 @@ sweep runs, and the chosen trial's runs are tested once at the end. Optuna is im
 from __future__ import annotations
 
 import csv
-import importlib.util
+import ctypes
+import json
 import math
+import os
 import shutil
 import signal
 import statistics
@@ -30,6 +32,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.table import Table
 from rich.text import Text
 
@@ -44,8 +47,11 @@ from nnrun.config import (
     validate,
 )
 from nnrun.console import RunLog, console, format_duration, format_number
+from nnrun.data.bundle import load_data
+from nnrun.data.context import DataContext
 from nnrun.errors import Interrupted, UserError, hint, write_problem
 from nnrun.experiment import build_experiment
+from nnrun.losses import LOSSES
 from nnrun.runs import Run, check_runs_dir, new_folder, point_link
 from nnrun.search_space import (
     Choices,
@@ -66,6 +72,7 @@ OWN_KEYS = {"always": ("name", "early_stopping.monitor", "early_stopping.mode"),
             "folds": ("test", "data.split.folds", "data.split.fold", "data.split.train", "data.split.val"),
             "repeats": ("test", "seed", "data.split.seed")}
 WORKER_STOP_SECONDS = 60  # after Ctrl-C, how long a parallel trial may take to save its last epoch
+PR_SET_PDEATHSIG = 1  # Linux's prctl option: a signal for this process when its parent dies
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,8 @@ class Settings:
         if self.sampler is not None and self.sampler not in SAMPLERS:
             found.append(f"unknown sampler '{self.sampler}' ({hint(str(self.sampler), SAMPLERS)}choices: "
                          f"{', '.join(SAMPLERS)})")
+        if _is_int(self.parallel) and self.parallel > 1 and self.vectorize is True:
+            found.append("--vectorize trains trials in one process, --parallel in several (choose one)")
         ranges = [p for p in params.values() if not isinstance(p, Choices)]
         if self.sampler == "grid" and ranges:
             found.append(f"--sampler grid needs lists of values, but {ranges[0].key}={ranges[0].spec} is a "
@@ -161,8 +170,8 @@ class Sweep:
 
     @property
     def storage_url(self) -> str:
-        path = (self.folder / STORAGES[self.storage]).resolve()
-        return f"sqlite:///{path}" if self.storage == "sqlite" else str(path)
+        """What optuna-dashboard opens: SQLite's URL, or the journal file's path."""
+        return _storage_url(self.folder, self.storage)
 
     def units(self) -> list[Unit]:
         """The runs each trial trains: every fold for every seed; one run when neither is asked for."""
@@ -181,6 +190,10 @@ class Sweep:
         raw = apply_overrides(self.raw, overrides)
         if unit.fold is None and unit.seed is None:
             return raw
+        try:  # the trial's plain config says its test fraction and seeds, as validation fills them in
+            plain = validate(raw, config_dir=self.config_dir)
+        except UserError:
+            return raw  # the run fails on the same problems
         raw["test"] = False  # the test split waits for the chosen trial
         data = raw["data"] = dict(raw["data"]) if isinstance(raw.get("data"), dict) else {"type": raw.get("data")}
         split = data.get("split", {})
@@ -188,11 +201,11 @@ class Sweep:
             raise UserError(f"--folds and --repeats need data.split as fractions with a test part, got "
                             f"{split!r} (for example data.split={{train: 0.6, val: 0.2, test: 0.2}})")
         split = dict(split)
-        if unit.fold is not None:  # val is fold i of train + val; test stays as it was
+        if unit.fold is not None:  # val is fold i of train + val; test is exactly the plain split's
             split = {k: v for k, v in split.items() if k not in ("train", "val")}
-            split.update(folds=self.settings.folds, fold=unit.fold)
+            split.update(test=plain.data.split.test, folds=self.settings.folds, fold=unit.fold)
         if unit.seed is not None:  # a new seed for training, the same split for every seed
-            split.setdefault("seed", raw.get("seed", 0))
+            split["seed"] = plain.data.split.seed_for(plain.seed)
             raw["seed"] = unit.seed
         data["split"] = split
         return raw
@@ -216,8 +229,6 @@ def run_sweep(config: Path | None, items: list[str], *, given: dict[str, Any], r
         raise UserError("missing CONFIG (for example: nnrun sweep configs/iris_mlp.yaml optimizer.lr=0.001,0.01,0.1)")
     else:
         sweep = _start(Path(config), items, given, runs_dir=runs_dir, data_dir=data_dir)
-    if sweep.settings.parallel > 1 and sweep.settings.vectorize:
-        raise UserError("--vectorize trains trials in one process, --parallel in several (choose one)")
     try:
         sweep.log = RunLog(sweep.folder / "sweep.log")
     except OSError as exc:
@@ -256,6 +267,10 @@ def _start(config: Path, items: list[str], given: dict[str, Any], *, runs_dir: P
     base = _check_space(raw, fixed, params, settings, source=config)
     check_loggers_installed(base)
     check_runs_dir(runs_dir)
+    if not any(key == "data" or key.startswith("data.") for key in params):
+        # the data every trial shares: a problem with it (a missing file) is one error now, not a failure per trial
+        load_data(base.data, seed=base.seed, device=torch.device("cpu"), data_dir=data_dir, config_dir=base.config_dir)
+        raw, fixed = _found_data_path(raw, fixed, base, data_dir=data_dir)
 
     raw = {"name": base.name, **raw}  # a resume reads the name from sweep.yaml, not from the file name
     folder = new_folder(runs_dir, f"{base.name}-sweep")
@@ -267,6 +282,23 @@ def _start(config: Path, items: list[str], given: dict[str, Any], *, runs_dir: P
     sweep.study.set_user_attr("nnrun", {"config_dir": str(base.config_dir or ""), "data_dir": str(sweep.data_dir),
                                         "monitor": sweep.monitor})
     return sweep
+
+
+def _found_data_path(raw: dict[str, Any], fixed: dict[str, str], base: Config, *,
+                     data_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The config and fixed values with a relative `data.path` made absolute where it was found: sweep.yaml and
+    each trial's config.yaml live in other folders, and must load the same file from any folder."""
+    path = base.data.kwargs.get("path")
+    if not isinstance(raw.get("data"), dict) or not isinstance(path, str) or Path(path).expanduser().is_absolute():
+        return raw, fixed
+    context = DataContext(data_dir=Path(data_dir), config_dir=base.config_dir)
+    found = next((place for place in context.candidates(path) if place.exists()), None)
+    if found is None:
+        return raw, fixed
+    absolute = str(found.resolve())
+    if "data.path" in fixed:
+        fixed = {**fixed, "data.path": json.dumps(absolute)}  # quoted: a YAML scalar, whatever the path holds
+    return {**raw, "data": {**raw["data"], "path": absolute}}, fixed
 
 
 def _reopen(folder: Path, given: dict[str, Any]) -> Sweep:
@@ -386,13 +418,19 @@ def _storage(sweep: Sweep):
 
 def _storage_for(folder: Path, kind: str):
     """SQLite for one process; Optuna's journal file for several (SQLite locks up under parallel writers)."""
-    path = (folder / STORAGES[kind]).resolve()
+    url = _storage_url(folder, kind)
     if kind == "sqlite":
-        return f"sqlite:///{path}"
+        return url
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    return JournalStorage(JournalFileBackend(str(path)))
+    return JournalStorage(JournalFileBackend(url))
+
+
+def _storage_url(folder: Path, kind: str) -> str:
+    """The study's place: `sqlite:///PATH` for SQLite, the journal file's path for a journal."""
+    path = (folder / STORAGES[kind]).resolve()
+    return f"sqlite:///{path}" if kind == "sqlite" else str(path)
 
 
 def _sampler(sweep: Sweep, *, offset: int = 0):
@@ -551,8 +589,6 @@ def _apart(sweep: Sweep, todo: list) -> str | None:
         return "" if auto else "--prune stops each trial on its own curve, which stacked trials do not have"
     if settings.folds or settings.repeats:
         return "" if auto else "with --folds or --repeats a trial's runs differ in their split or seed"
-    if importlib.util.find_spec("nnrun.vectorized") is None:
-        return "" if auto else "this nnrun has no vectorized training (nnrun/vectorized.py)"
     return None
 
 
@@ -570,7 +606,8 @@ def _run_parallel(sweep: Sweep, todo: list[dict[str, Any] | None]) -> None:
                 trial = _ask(sweep, pending.pop(0))
                 errors = open(sweep.folder / f".trial-{trial.number}.err", "w+b")  # noqa: SIM115 - closed below
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "nnrun.sweep", str(sweep.folder), str(trial.number), str(threads)],
+                    [sys.executable, "-m", "nnrun.sweep", str(sweep.folder), str(trial.number), str(threads),
+                     str(os.getpid())],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
                     start_new_session=True)  # Ctrl-C reaches this process, which passes it on once
                 running[trial.number] = (process, errors)
@@ -594,13 +631,14 @@ def _run_parallel(sweep: Sweep, todo: list[dict[str, Any] | None]) -> None:
                 process.kill()
                 process.wait()
             done += 1
-            outcome = _collect(sweep, number, process.returncode, errors)
+            outcome = _collect(sweep, number, process.returncode, errors, stopped=True)
             _say_outcome(sweep, sweep.study.trials[number], outcome, index=done, total=len(todo))
         _stop(sweep)
 
 
-def _collect(sweep: Sweep, number: int, code: int, errors) -> Outcome:
-    """A finished trial process's outcome, as it recorded it; one that died without recording gets its last line."""
+def _collect(sweep: Sweep, number: int, code: int, errors, *, stopped: bool = False) -> Outcome:
+    """A finished trial process's outcome, as it recorded it; one that died without recording gets its last line,
+    unless the sweep `stopped` it (Ctrl-C, or killed after WORKER_STOP_SECONDS): then it is interrupted, to rerun."""
     import optuna
 
     errors.seek(0)
@@ -612,7 +650,7 @@ def _collect(sweep: Sweep, number: int, code: int, errors) -> Outcome:
     lines = text.splitlines()
     trial = sweep.study.trials[number]
     if trial.state == optuna.trial.TrialState.RUNNING:
-        if code in (130, -signal.SIGINT):
+        if stopped or code in (130, -signal.SIGINT):
             outcome = Outcome("interrupted", "interrupted")
         else:
             outcome = Outcome("failed", (lines[-1] if lines else f"the trial's process ended with exit code {code}"))
@@ -746,12 +784,17 @@ def _stop(sweep: Sweep) -> None:
 def _finish(sweep: Sweep) -> None:
     """results.csv, the table, the comparison plots, the `best` link, and the chosen trial's test results."""
     rows = _rows(sweep)
+    log = sweep.log
+    if not console.is_terminal:
+        console.width = 200  # a pipe or a file: whole rows, for grep
     chosen = next((row for row in rows if row["status"] == "complete"), None)
-    if chosen is None:
+    if chosen is None:  # the trials are still worth a look: why each one failed
+        _write_results(sweep, rows, test=None)
+        log.print(_table(sweep, rows))
         failed = next((row for row in rows if row["message"]), None)
         raise UserError(f"no trial completed in {sweep.folder}" +
                         (f"; trial {failed['trial']}: {failed['message']}" if failed else "") +
-                        " (fix the config or the specs and start again)")
+                        " (results.csv says why each failed; fix the config or the specs and start again)")
     chosen["chosen"] = True
     try:
         test = _test(sweep, chosen)
@@ -762,15 +805,13 @@ def _finish(sweep: Sweep) -> None:
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted while testing the chosen trial; every trial is done (finish with: nnrun "
                           f"sweep --resume {sweep.folder})") from None
-    log = sweep.log
-    if not console.is_terminal:
-        console.width = 200  # a pipe or a file: whole rows, for grep
     log.print(_table(sweep, rows))
     spread = _spread(chosen["scores"])
     runs = len(chosen["scores"])
+    each = ", ".join(format_number(s) for s in chosen["scores"])
     log.print(f"[bold]best[/] trial {chosen['trial']} ({' '.join(chosen['overrides']) or 'the config as it is'}): "
-              f"{sweep.monitor} {spread}" + (f" over {runs} runs ({', '.join(format_number(s) for s in chosen['scores'])})"
-                                              if runs > 1 else f" at epoch {chosen['best_epochs'][0]}"))
+              f"{sweep.monitor} {spread}" + (f" over {runs} runs ({each})" if runs > 1
+                                              else f" at epoch {chosen['best_epochs'][0]}"))
     if test:
         shown = {k: v for k, v in test["mean"].items() if k in ("loss", "accuracy", "balanced_accuracy", "f1_macro",
                                                                  "rmse", "mae", "r2")}
@@ -812,8 +853,6 @@ def _rows(sweep: Sweep) -> list[dict[str, Any]]:
 def _test(sweep: Sweep, chosen: dict[str, Any]) -> dict[str, Any] | None:
     """The chosen trial's test metrics: its run's own (a single run tests itself), or, with folds or seeds, each
     run's best checkpoint tested now, once; `values` holds each metric per run."""
-    import json
-
     folder = sweep.folder / chosen["folder"]
     if not (sweep.settings.folds or sweep.settings.repeats):
         try:
@@ -919,7 +958,8 @@ def _say_plan(sweep: Sweep, *, resumed: bool) -> None:
                                    if sweep.fixed else ""))
     runs = []
     if settings.folds:
-        runs.append(f"{settings.folds} stratified folds of train + val")
+        stratified = LOSSES.get(sweep.base.loss.type).meta["task"] == "classification"  # regression: plain KFold
+        runs.append(f"{settings.folds} {'stratified ' if stratified else ''}folds of train + val")
     if settings.repeats:
         runs.append(f"{settings.repeats} seeds ({sweep.base.seed}..{sweep.base.seed + settings.repeats - 1})")
     log.print(f"score  {sweep.monitor} at each run's best epoch ({sweep.direction}); " +
@@ -986,12 +1026,15 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-# --- a trial in its own process: `python -m nnrun.sweep SWEEP_DIR TRIAL_NUMBER THREADS` (for --parallel) ---------
+# --- a trial in its own process: `python -m nnrun.sweep SWEEP_DIR TRIAL_NUMBER THREADS SWEEP_PID` (--parallel) ----
 
 
-def _work(folder: Path, number: int, threads: int) -> int:
+def _work(folder: Path, number: int, threads: int, parent: int) -> int:
     """Run one trial of the sweep in `folder` in this process, with `threads` threads; the exit code."""
     import optuna
+
+    if not _stop_with(parent):
+        return 130  # the sweep is gone already: its resume runs this trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sweep = _reopen(folder, {})
@@ -1003,6 +1046,17 @@ def _work(folder: Path, number: int, threads: int) -> int:
     return 0
 
 
+def _stop_with(parent: int) -> bool:
+    """Have Linux send this trial process SIGTERM when the sweep's process dies, even killed outright: it started a
+    session of its own, so nothing else would stop it. False when that process is gone already."""
+    if sys.platform == "linux":
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass  # no prctl: the trial runs to its end, as on other systems
+    return os.getppid() == parent  # it may have died before prctl: this process now has another parent
+
+
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops a trial as Ctrl-C does
-    sys.exit(_work(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))
+    sys.exit(_work(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))

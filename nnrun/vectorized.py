@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,8 @@ from nnrun.training import (
     metrics_row,
 )
 
+# torch's warning when a scheduler steps before its optimizer ever did (a regular expression, from the start).
+SCHEDULER_FIRST = r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`"
 # What stacked trials may differ in; everything else in their configs must be equal.
 VARYING = ("name", "optimizer.lr", "optimizer.weight_decay")
 # Optimizers whose step is linear in lr, with a state that does not depend on lr.
@@ -186,7 +189,10 @@ def _train_stacked(trials: list[_Trial]) -> None:
     live = [trial for trial in trials if trial.training]
     stack = _Stack([trial.exp for trial in live]) if live else None
 
-    with InterruptGuard() as guard:
+    with InterruptGuard() as guard, warnings.catch_warnings():
+        # each trial's scheduler sets the lr of its own optimizer, which never steps (the stack's does): torch would
+        # take that for a scheduler stepped before its optimizer, and say so once per trial
+        warnings.filterwarnings("ignore", message=SCHEDULER_FIRST, category=UserWarning)
         try:
             for epoch in range(1, cfg.epochs + 1):
                 if not live:

@@ -1,4 +1,4 @@
-"""`nnrun sweep`: real Optuna studies, real training on iris (a few epochs), real processes for Ctrl-C and --parallel."""
+"""`nnrun sweep`: real Optuna studies, real training on iris (a few epochs), real processes for Ctrl-C, --parallel."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from nnrun.search_space import Choices, Range, grid, parse_assignments
-from tests.helpers import CONFIGS, ROOT, run_dirs
+from tests.helpers import BASE_CONFIG, CONFIGS, HOUSE_CONFIG, ROOT, house_prices, merged, run_dirs
 
 optuna = pytest.importorskip("optuna")
 
@@ -101,6 +101,26 @@ def test_the_sweep_block_says_what_the_command_line_says_and_train_ignores_it(cl
     assert all(yaml.safe_load((t / "config.yaml").read_text())["optimizer"]["lr"] == 0.2 for t in run_dirs(folder))
 
 
+def test_a_cross_validation_beside_its_csv_reruns_from_sweep_yaml_and_a_runs_config_yaml(cli, tmp_path, monkeypatch):
+    (tmp_path / "project").mkdir()
+    house_prices().to_csv(tmp_path / "project" / "house.csv", index=False)
+    config = tmp_path / "project" / "house.yaml"
+    config.write_text(yaml.safe_dump(merged(BASE_CONFIG, {**HOUSE_CONFIG, "threads": 1})))
+    monkeypatch.chdir(tmp_path)  # house.csv is found beside the config only
+    result = cli("sweep", config, "--folds", "2", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    assert "mean over 2 folds of train + val" in result.stdout  # regression: KFold, not stratified
+    folder = sweep_dir(tmp_path / "runs")
+    again = cli("sweep", folder / "sweep.yaml", "--runs-dir", tmp_path / "again")
+    assert again.exit_code == 0, again.output
+    assert results(sweep_dir(tmp_path / "again"))[0]["val_loss"] == results(folder)[0]["val_loss"]
+    rerun = cli("train", folder / "000" / "fold1" / "config.yaml", "--runs-dir", tmp_path / "fold")
+    assert rerun.exit_code == 0, rerun.output
+    (run,) = run_dirs(tmp_path / "fold")
+    assert json.loads((run / "summary.json").read_text())["val"] == json.loads(
+        (folder / "000" / "fold1" / "summary.json").read_text())["val"]
+
+
 def test_a_tpe_sweep_with_pruning_prunes_trials_that_fall_behind(cli, write_config, tmp_path):
     # lr spans 1e-5 (learns nothing in 10 epochs) to 1 (learns iris in a few): trials behind the median exist
     config = write_config(epochs=10, threads=1)
@@ -121,11 +141,14 @@ def test_a_tpe_sweep_with_pruning_prunes_trials_that_fall_behind(cli, write_conf
     assert "trials train one after another: --prune stops each trial on its own curve" in result.stdout
 
 
-def test_folds_partition_train_and_val_and_never_show_the_test_split(cli, write_config, tmp_path):
-    from nnrun.config import validate
+def test_folds_partition_train_and_val_and_test_on_the_plain_splits_test_rows(cli, write_config, tmp_path):
+    from nnrun.config import load_yaml, validate
     from nnrun.data.bundle import load_data
 
-    config = write_config(epochs=3, threads=1, data={"type": "iris", "split": {"train": 0.6, "val": 0.2, "test": 0.2}})
+    # test is left out: 1 - 0.6 - 0.2 = 0.2 of the rows, as in the plain config (not the default 0.15)
+    config = write_config(epochs=3, threads=1, data={"type": "iris", "split": {"train": 0.6, "val": 0.2}})
+    plain = validate(load_yaml(config), source=config)
+    plain_test = load_data(plain.data, seed=plain.seed, device=torch.device("cpu")).splits["test"].rows.tolist()
     result = cli("sweep", config, "--folds", "5", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
     folder = sweep_dir(tmp_path / "runs")
@@ -139,7 +162,7 @@ def test_folds_partition_train_and_val_and_never_show_the_test_split(cli, write_
         bundle = load_data(cfg.data, seed=cfg.seed, device=torch.device("cpu"))
         splits.append({name: set(split.rows.tolist()) for name, split in bundle.splits.items()})
     test = splits[0]["test"]
-    assert len(test) == 30 and all(s["test"] == test for s in splits)
+    assert test == set(plain_test) and len(test) == 30 and all(s["test"] == test for s in splits)
     rest = set(range(150)) - test
     vals = [s["val"] for s in splits]
     assert sum(len(v) for v in vals) == len(rest) and set().union(*vals) == rest  # every row in exactly one fold
@@ -153,17 +176,18 @@ def test_folds_partition_train_and_val_and_never_show_the_test_split(cli, write_
     assert len(tested["values"]["accuracy"]) == 5 and float(row["test_accuracy"]) == pytest.approx(
         statistics.fmean(tested["values"]["accuracy"]))
     assert "over 5 runs" in result.stdout and "±" in result.stdout
+    assert "mean over 5 stratified folds of train + val" in result.stdout
 
 
-def test_a_failing_trial_is_recorded_and_the_others_complete(cli, write_config, tmp_path):
-    result = cli("sweep", write_config(threads=1), "optimizer.lr=-1,1e6,0.1", "--no-vectorize",
-                 "--runs-dir", tmp_path / "runs")
-    assert result.exit_code == 0, result.output
-    rows = {r["optimizer.lr"]: r for r in results(sweep_dir(tmp_path / "runs"))}
-    assert rows["0.1"]["status"] == "complete" and rows["0.1"]["chosen"] == "true"
-    assert rows["-1"]["status"] == "failed" and "optimizer.lr must be a number > 0, got -1" in rows["-1"]["message"]
-    assert rows["1e6"]["status"] == "failed" and "loss became" in rows["1e6"]["message"]
-    assert "\n" not in rows["1e6"]["message"] and "Traceback" not in result.output
+def test_a_sweep_where_no_trial_completes_writes_its_results_then_exits_2(cli, write_config, tmp_path):
+    result = cli("sweep", write_config(threads=1), "optimizer.lr=1e6,1e7", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: no trial completed in ") and "loss became" in line
+    rows = results(sweep_dir(tmp_path / "runs"))
+    assert sorted(r["optimizer.lr"] for r in rows) == ["1e6", "1e7"]
+    assert all(r["status"] == "failed" and "loss became" in r["message"] for r in rows)
+    assert "2 trials, best first by val_loss" in result.stdout and "Traceback" not in result.output
 
 
 def test_a_grid_of_learning_rates_trains_together_and_each_trial_keeps_its_run_folder(cli, write_config, tmp_path):
@@ -233,12 +257,29 @@ def test_parallel_trials_share_the_journal_and_split_the_cores(cli, write_config
     assert "database is locked" not in log and "Traceback" not in log and len(results(folder)) == 2
 
 
+def test_parallel_trials_that_the_sweep_kills_after_ctrl_c_are_interrupted_so_resume_reruns_them(cli, write_config,
+                                                                                                    tmp_path,
+                                                                                                    monkeypatch):
+    import nnrun.sweep
+
+    # Ctrl-C as soon as both trial processes run; they get no time to stop (0 s), so the sweep kills them
+    monkeypatch.setattr(nnrun.sweep, "WORKER_STOP_SECONDS", 0)
+    monkeypatch.setattr(time, "sleep", lambda seconds: (_ for _ in ()).throw(KeyboardInterrupt))
+    result = cli("sweep", write_config(threads=1), "optimizer.lr=0.05,0.1", "--parallel", "2",
+                 "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 130, result.output
+    trials = study(sweep_dir(tmp_path / "runs")).trials
+    assert [t.user_attrs["status"] for t in trials] == ["interrupted", "interrupted"]
+
+
 @pytest.mark.parametrize("args, expected", [
     (["optimizer.lr=loguniform(0,1)"], "optimizer.lr=loguniform(0,1): low must be > 0 for a log scale"),
     (["optimizer.lrr=0.1,0.2"], "unknown key 'optimizer.lrr' for optimizer 'sgd' (did you mean 'optimizer.lr'?"),
     (["optimizer.lr=0.1,0.2", "--trials", "0"], "--trials must be an integer >= 1, got 0"),
     (["optimizer.lr=0.1,0.2", "--parallel", "0"], "--parallel must be an integer >= 1, got 0"),
     (["optimizer.lr=uniform(0.1,1)", "--sampler", "grid"], "--sampler grid needs lists of values"),
+    (["optimizer.lr=0.1,0.2", "--parallel", "2", "--vectorize"], "--vectorize trains trials in one process, "
+                                                                  "--parallel in several (choose one)"),
     (["optimizer.lr=logunifrom(1e-4,1)"], "unknown distribution 'logunifrom' (did you mean 'loguniform'?"),
     (["optimizer.lr=-1", "model.hidden=[4],[8]"], "optimizer.lr must be a number > 0, got -1"),
     ([], "nothing to sweep"),
@@ -248,6 +289,15 @@ def test_user_errors_exit_2_with_one_line_and_no_sweep_folder(cli, write_config,
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: ") and expected in line, line
+    assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
+
+
+def test_a_missing_data_file_is_one_error_before_the_sweep_folder(cli, write_config, tmp_path):
+    config = write_config(data={"type": "csv", "path": "missing.csv", "target": "price"})
+    result = cli("sweep", config, "optimizer.lr=0.1,0.2", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "missing.csv" in line, line
     assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
 
 

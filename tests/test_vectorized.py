@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -202,8 +203,8 @@ def test_a_stacked_epoch_is_each_trials_epoch(optimizer, model, tmp_path):
     masks are the ones each trial draws alone."""
     settings = [{"lr": 0.01, "weight_decay": 0.0}, {"lr": 0.03, "weight_decay": 0.1}]
     extra = {"momentum": 0.9, "nesterov": True} if optimizer == "sgd" else {}
-    assert_stacked_epochs_match([trial_config(0, model=model, scheduler=None, optimizer={"type": optimizer, **s, **extra})
-                                 for s in settings], tmp_path)
+    assert_stacked_epochs_match([trial_config(0, model=model, scheduler=None,
+                                              optimizer={"type": optimizer, **s, **extra}) for s in settings], tmp_path)
 
 
 def test_a_classifier_with_log_softmax_output_stacks(tmp_path):
@@ -248,3 +249,15 @@ def test_a_trials_training_does_not_depend_on_the_trials_beside_it(tmp_path):
         weights.append(stack.weights[0].detach().clone())
     assert not all(math.isfinite(loss) for loss in losses[-1])  # the second stack held a diverged trial
     assert torch.equal(weights[0], weights[1])
+
+
+@pytest.mark.parametrize("scheduler", [{"type": "step", "step_size": 1}, {"type": "onecycle"}], ids=["epoch", "batch"])
+def test_stacked_schedulers_step_without_torchs_order_warning(scheduler, tmp_path):
+    """Each trial's own optimizer never steps (the stack's does): torch must not warn that its scheduler steps first."""
+    configs = [trial_config(i, scheduler=scheduler, epochs=2, early_stopping={"patience": None}) for i in (0, 1)]
+    runs = [Run.create(tmp_path, cfg.name) for cfg in configs]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = train_together(configs, runs, data_dir=tmp_path, log=quiet_log)
+    assert all(isinstance(result, dict) for result in results)
+    assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)]
