@@ -171,7 +171,8 @@ def run_condition(condition: str, tasks: list[str], *, quick: bool, workdir: Pat
             rounds.append(measure_together(task, ways, epochs=epochs, workdir=workdir / task, quick=quick))
         results[task] = {label: _combine([r[label] for r in rounds]) for label, *_ in ways}
         for label, result in results[task].items():
-            shown = f"{result['median']:.4f} s/epoch" if "median" in result else f"FAILED {result['error']}"
+            shown = f"{result['median']:.4f} s/epoch at {result['threads']} threads" if "median" in result \
+                else f"FAILED {result['error']}"
             print(f"  {condition:6} {task:7} {label:14} {shown}", flush=True)
     if "sweep" in tasks and condition == "quiet":
         results["sweep"] = sweep_trials(quick=quick)
