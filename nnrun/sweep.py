@@ -445,12 +445,14 @@ def _sampler(sweep: Sweep, *, offset: int = 0):
 
 def _pruner(sweep: Sweep):
     """Optuna's MedianPruner: once a few trials have finished, a trial whose monitored value at an epoch is worse
-    than the median of the earlier trials' at that epoch stops there."""
+    than the median of the earlier trials' at that epoch stops there; never in its first tenth of the epochs (at
+    most 10), where a good setting can still trail from its random start."""
     import optuna
 
     if not sweep.settings.prune:
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=max(1, min(5, sweep.settings.trials // 4)))
+    return optuna.pruners.MedianPruner(n_startup_trials=max(1, min(5, sweep.settings.trials // 4)),
+                                       n_warmup_steps=min(10, max(1, sweep.base.epochs // 10)))
 
 
 # --- running the trials ---------------------------------------------------------------------------------------

@@ -132,9 +132,11 @@ def test_a_tpe_sweep_with_pruning_prunes_trials_that_fall_behind(cli, write_conf
     states = [t.state for t in loaded.trials]
     assert len(states) == 8 and optuna.trial.TrialState.PRUNED in states
     assert loaded.best_trial.state == optuna.trial.TrialState.COMPLETE
-    pruned = next(r for r in results(folder) if r["status"] == "pruned")
-    summary = json.loads((folder / pruned["folder"] / "summary.json").read_text())  # it keeps its run folder
-    assert summary["stop_reason"] == "pruned" and summary["epochs_run"] < 10
+    pruned = [r for r in results(folder) if r["status"] == "pruned"]
+    for row in pruned:
+        summary = json.loads((folder / row["folder"] / "summary.json").read_text())  # it keeps its run folder
+        # never in the first tenth of the epochs (1 of 10 here): a trial is judged from its second epoch on
+        assert summary["stop_reason"] == "pruned" and 2 <= summary["epochs_run"] < 10
     assert all(isinstance(t.params["batch_size"], int) and 8 <= t.params["batch_size"] <= 64 for t in loaded.trials)
     assert "TPE" in result.stdout and "pruned at epoch" in result.stdout
     # --vectorize cannot stack pruned trials: one line says so, and they train one after another
