@@ -452,7 +452,8 @@ def _pruner(sweep: Sweep):
     if not sweep.settings.prune:
         return optuna.pruners.NopPruner()
     return optuna.pruners.MedianPruner(n_startup_trials=max(1, min(5, sweep.settings.trials // 4)),
-                                       n_warmup_steps=min(10, max(1, sweep.base.epochs // 10)))
+                                       # steps are epochs, from 1; Optuna judges a step from n_warmup_steps on
+                                       n_warmup_steps=min(10, max(1, sweep.base.epochs // 10)) + 1)
 
 
 # --- running the trials ---------------------------------------------------------------------------------------
