@@ -987,7 +987,8 @@ def _say_outcome(sweep: Sweep, trial, outcome: Outcome, *, index: int, total: in
         result = f"[yellow]pruned[/] {outcome.message.removeprefix('pruned ')}"
     else:
         result = "[yellow]interrupted[/]"
-    sweep.log.print(f"trial {index}/{total}  {name}  {result}  {format_duration(outcome.seconds)}")
+    # [done/total], then the folder, whose number is the trial's number in the table, results.csv and the study
+    sweep.log.print(f"[{index}/{total}]  {name}  {result}  {format_duration(outcome.seconds)}")
 
 
 def _count(n: int, word: str) -> str:
